@@ -1,0 +1,115 @@
+"""Server configuration: the typed model every other module reads.
+
+The loader (``neoevents.configfile``) turns a JSON/YAML file, the seed's keys, the Centrifugo v5 flat names
+and environment variables into these immutable objects. Nothing else in the package parses configuration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DEV_SECRET = "neoevents-development-secret-change-me"
+DEV_API_KEY = "neoevents-development-api-key"
+
+
+@dataclass(frozen=True, slots=True)
+class NamespaceOptions:
+    """Channel options for one namespace (the part of a channel name before the first ``:``).
+
+    Names and meanings follow Centrifugo v5 channel options. Durations are seconds.
+    """
+
+    name: str = ""
+    presence: bool = False
+    join_leave: bool = False
+    force_push_join_leave: bool = False
+    history_size: int = 0
+    history_ttl: float = 0.0
+    history_meta_ttl: float = 0.0
+    force_positioning: bool = False
+    allow_positioning: bool = False
+    force_recovery: bool = False
+    allow_recovery: bool = False
+    allow_subscribe_for_client: bool = False
+    allow_subscribe_for_anonymous: bool = False
+    allow_publish_for_client: bool = False
+    allow_publish_for_subscriber: bool = False
+    allow_publish_for_anonymous: bool = False
+    allow_presence_for_client: bool = False
+    allow_presence_for_subscriber: bool = False
+    allow_presence_for_anonymous: bool = False
+    allow_history_for_client: bool = False
+    allow_history_for_subscriber: bool = False
+    allow_history_for_anonymous: bool = False
+    allow_user_limited_channels: bool = False
+    channel_regex: str = ""
+
+    @property
+    def history_enabled(self) -> bool:
+        return self.history_size > 0 and self.history_ttl > 0
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything the server needs to run. Durations are in seconds, sizes in bytes."""
+
+    address: str = "0.0.0.0"
+    port: int = 8000
+    # Client connection tokens.
+    token_hmac_secret_key: str = ""
+    # The platform's own HMAC key for user tokens (JWT_SECRET); tokens signed with it are accepted too.
+    platform_jwt_secret: str = ""
+    token_rsa_public_key: str = ""
+    token_ecdsa_public_key: str = ""
+    token_audience: str = ""
+    token_issuer: str = ""
+    token_leeway: float = 0.0
+    # Subscription tokens (default: the connection token keys).
+    subscription_token_hmac_secret_key: str = ""
+    # Server API.
+    api_key: str = ""
+    api_insecure: bool = False
+    # Engine.
+    engine: str = "memory"
+    redis_address: tuple[str, ...] = ()
+    redis_password: str = ""
+    redis_db: int = 0
+    redis_prefix: str = "centrifugo"
+    # Client connections.
+    allowed_origins: tuple[str, ...] = ()
+    client_insecure: bool = False
+    client_anonymous: bool = False
+    client_channel_limit: int = 128
+    channel_max_length: int = 255
+    client_queue_max_size: int = 1048576
+    client_connection_limit: int = 0
+    client_user_connection_limit: int = 0
+    websocket_message_size_limit: int = 65536
+    websocket_read_buffer_size: int = 0
+    client_stale_close_delay: float = 10.0
+    client_expired_close_delay: float = 25.0
+    client_expired_sub_close_delay: float = 25.0
+    ping_interval: float = 25.0
+    pong_timeout: float = 8.0
+    client_history_max_publication_limit: int = 300
+    client_recovery_max_publication_limit: int = 300
+    client_concurrency: int = 0
+    # Channels.
+    channel: NamespaceOptions = field(default_factory=NamespaceOptions)
+    namespaces: tuple[NamespaceOptions, ...] = ()
+    # Operations.
+    log_level: str = "info"
+    health: bool = True
+    prometheus: bool = True
+    shutdown_timeout: float = 30.0
+    # Keys that were present in the source file but are not understood (reported, never silently dropped).
+    unknown_keys: tuple[str, ...] = ()
+
+    def namespace(self, name: str) -> NamespaceOptions | None:
+        """Options for a namespace name; ``""`` is the top-level (default) namespace."""
+        if name == "":
+            return self.channel
+        for ns in self.namespaces:
+            if ns.name == name:
+                return ns
+        return None
