@@ -1,0 +1,173 @@
+"""Encode commands and decode replies of the Centrifugal client protocol v2 (JSON and Protobuf).
+
+Both directions use "JSON-shaped" dicts: the JSON protocol's field names, with the ``bytes`` fields
+(``data``, ``info``, ``conn_info``, ``chan_info``) holding decoded Python values in both protocols.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+
+from neoevents.protocol import client_pb2
+
+JSON = "json"
+PROTOBUF = "protobuf"
+PROTOCOLS = (JSON, PROTOBUF)
+SUBPROTOCOLS = {JSON: "centrifuge-json", PROTOBUF: "centrifuge-protobuf"}
+
+
+def encode_varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def decode_varint(buf: bytes, pos: int) -> tuple[int, int]:
+    """Returns (value, new position); raises ValueError on a truncated varint."""
+    result = 0
+    shift = 0
+    while True:
+        if pos >= len(buf):
+            raise ValueError("truncated varint")
+        byte = buf[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
+
+
+def _bytes_value(value: Any) -> bytes:
+    if isinstance(value, bytes | bytearray):
+        return bytes(value)
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def _is_map(fd: FieldDescriptor) -> bool:
+    return (
+        fd.type == FieldDescriptor.TYPE_MESSAGE
+        and fd.message_type is not None
+        and fd.message_type.GetOptions().map_entry
+    )
+
+
+def _is_repeated(fd: FieldDescriptor) -> bool:
+    return bool(fd.is_repeated)
+
+
+def dict_to_message(data: dict[str, Any], msg: Message) -> Message:
+    """Fill ``msg`` from a JSON-shaped dict (unknown keys raise KeyError)."""
+    fields = msg.DESCRIPTOR.fields_by_name
+    for key, value in data.items():
+        fd = fields.get(key)
+        if fd is None:
+            raise KeyError(f"{msg.DESCRIPTOR.name} has no field {key!r}")
+        if value is None:
+            continue
+        if _is_map(fd):
+            target = getattr(msg, key)
+            value_fd = fd.message_type.fields_by_name["value"]
+            for k, v in value.items():
+                if value_fd.type == FieldDescriptor.TYPE_MESSAGE:
+                    dict_to_message(v, target[k])
+                elif value_fd.type == FieldDescriptor.TYPE_BYTES:
+                    target[k] = _bytes_value(v)
+                else:
+                    target[k] = v
+        elif _is_repeated(fd):
+            target = getattr(msg, key)
+            for item in value:
+                if fd.type == FieldDescriptor.TYPE_MESSAGE:
+                    dict_to_message(item, target.add())
+                elif fd.type == FieldDescriptor.TYPE_BYTES:
+                    target.append(_bytes_value(item))
+                else:
+                    target.append(item)
+        elif fd.type == FieldDescriptor.TYPE_MESSAGE:
+            sub = getattr(msg, key)
+            sub.SetInParent()
+            dict_to_message(value, sub)
+        elif fd.type == FieldDescriptor.TYPE_BYTES:
+            setattr(msg, key, _bytes_value(value))
+        else:
+            setattr(msg, key, value)
+    return msg
+
+
+def _decode_bytes(raw: bytes) -> Any:
+    if not raw:
+        return raw
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return raw
+
+
+def message_to_dict(msg: Message) -> dict[str, Any]:
+    """Set fields of ``msg`` as a JSON-shaped dict; bytes fields are JSON-decoded when they parse."""
+    out: dict[str, Any] = {}
+    for fd, value in msg.ListFields():
+        if _is_map(fd):
+            value_fd = fd.message_type.fields_by_name["value"]
+            if value_fd.type == FieldDescriptor.TYPE_MESSAGE:
+                out[fd.name] = {k: message_to_dict(v) for k, v in value.items()}
+            elif value_fd.type == FieldDescriptor.TYPE_BYTES:
+                out[fd.name] = {k: _decode_bytes(v) for k, v in value.items()}
+            else:
+                out[fd.name] = dict(value.items())
+        elif _is_repeated(fd):
+            if fd.type == FieldDescriptor.TYPE_MESSAGE:
+                out[fd.name] = [message_to_dict(v) for v in value]
+            elif fd.type == FieldDescriptor.TYPE_BYTES:
+                out[fd.name] = [_decode_bytes(v) for v in value]
+            else:
+                out[fd.name] = list(value)
+        elif fd.type == FieldDescriptor.TYPE_MESSAGE:
+            out[fd.name] = message_to_dict(value)
+        elif fd.type == FieldDescriptor.TYPE_BYTES:
+            out[fd.name] = _decode_bytes(value)
+        else:
+            out[fd.name] = value
+    return out
+
+
+def encode_commands(commands: list[dict[str, Any]], protocol: str) -> str | bytes:
+    """One frame carrying ``commands``: newline-joined JSON text, or varint-delimited Protobuf bytes."""
+    if protocol == JSON:
+        return "\n".join(json.dumps(cmd, separators=(",", ":")) for cmd in commands)
+    out = bytearray()
+    for cmd in commands:
+        raw = dict_to_message(cmd, client_pb2.Command()).SerializeToString()
+        out += encode_varint(len(raw)) + raw
+    return bytes(out)
+
+
+def decode_frame(frame: str | bytes, protocol: str) -> list[dict[str, Any]]:
+    """Replies carried by one frame from the server, as JSON-shaped dicts."""
+    if protocol == JSON:
+        text = frame.decode() if isinstance(frame, bytes) else frame
+        return [json.loads(line) for line in text.split("\n") if line.strip()]
+    buf = frame.encode() if isinstance(frame, str) else frame
+    replies: list[dict[str, Any]] = []
+    pos = 0
+    while pos < len(buf):
+        size, pos = decode_varint(buf, pos)
+        if pos + size > len(buf):
+            raise ValueError("truncated protobuf reply")
+        reply = client_pb2.Reply()
+        reply.ParseFromString(buf[pos : pos + size])
+        replies.append(message_to_dict(reply))
+        pos += size
+    return replies
