@@ -97,6 +97,8 @@ class Config:
     # Channels.
     channel: NamespaceOptions = field(default_factory=NamespaceOptions)
     namespaces: tuple[NamespaceOptions, ...] = ()
+    # Whether the loader added the built-in namespaces (tenant, admin, system) that the file did not define.
+    builtin_namespaces: bool = True
     # Operations.
     log_level: str = "info"
     health: bool = True
