@@ -467,9 +467,7 @@ KEYS: Final[tuple[KeySpec, ...]] = (
         "the host. Empty (as in Centrifugo) accepts only an Origin whose host equals the request's Host; "
         "requests without an Origin header are always accepted.",
     ),
-    KeySpec(
-        "client_insecure", _BOOL, "Accept connections without a token and skip channel permission checks."
-    ),
+    KeySpec("client_insecure", _BOOL, "Accept connections without a token and skip channel permission checks."),
     KeySpec("client_anonymous", _BOOL, "Accept connections without a token as anonymous users."),
     KeySpec("client_channel_limit", _integer(0), "Maximum channels one connection may subscribe to."),
     KeySpec("channel_max_length", _integer(1), "Maximum length of a channel name in bytes."),
@@ -479,17 +477,13 @@ KEYS: Final[tuple[KeySpec, ...]] = (
         "Maximum bytes queued for one slow client before it is disconnected.",
     ),
     KeySpec("client_connection_limit", _integer(0), "Maximum connections per node; 0 is unlimited."),
-    KeySpec(
-        "client_user_connection_limit", _integer(0), "Maximum connections per user per node; 0 is unlimited."
-    ),
+    KeySpec("client_user_connection_limit", _integer(0), "Maximum connections per user per node; 0 is unlimited."),
     KeySpec(
         "websocket_message_size_limit",
         _integer(0),
         "Maximum size in bytes of one incoming WebSocket message.",
     ),
-    KeySpec(
-        "websocket_read_buffer_size", _integer(0), "WebSocket read buffer size in bytes; 0 uses the default."
-    ),
+    KeySpec("websocket_read_buffer_size", _integer(0), "WebSocket read buffer size in bytes; 0 uses the default."),
     KeySpec(
         "client_stale_close_delay",
         _duration(),
@@ -506,9 +500,7 @@ KEYS: Final[tuple[KeySpec, ...]] = (
         "Extra time an expired subscription gets to refresh its token before being unsubscribed.",
     ),
     KeySpec("ping_interval", _duration(), "Interval between server pings."),
-    KeySpec(
-        "pong_timeout", _duration(), "Time a client has to answer a ping; must be less than `ping_interval`."
-    ),
+    KeySpec("pong_timeout", _duration(), "Time a client has to answer a ping; must be less than `ping_interval`."),
     KeySpec(
         "client_history_max_publication_limit",
         _integer(0),
@@ -519,9 +511,7 @@ KEYS: Final[tuple[KeySpec, ...]] = (
         _integer(0),
         "Maximum publications recovered on resubscribe; more means the stream is reported as not recovered.",
     ),
-    KeySpec(
-        "client_concurrency", _integer(0), "Commands of one connection handled concurrently; 0 is sequential."
-    ),
+    KeySpec("client_concurrency", _integer(0), "Commands of one connection handled concurrently; 0 is sequential."),
     # Channels.
     KeySpec(
         "namespaces",
@@ -542,9 +532,7 @@ KEYS: Final[tuple[KeySpec, ...]] = (
     ),
     KeySpec("health", _BOOL, "Serve `GET /health`."),
     KeySpec("prometheus", _BOOL, "Serve Prometheus metrics at `GET /metrics`."),
-    KeySpec(
-        "shutdown_timeout", _duration(), "Time allowed for a graceful shutdown before connections are cut."
-    ),
+    KeySpec("shutdown_timeout", _duration(), "Time allowed for a graceful shutdown before connections are cut."),
     # Channel options: top level (= the default namespace) and inside each namespace.
     KeySpec("presence", _BOOL, "Keep presence information (who is subscribed).", target="channel"),
     KeySpec("join_leave", _BOOL, "Send join/leave messages to subscribers.", target="channel"),
@@ -672,9 +660,7 @@ def _read_layer(entries: Iterable[_Entry], rank: int, report: _Report) -> _Layer
             continue
         previous = layer.get(spec.name)
         if previous is not None and previous.value != value:
-            report.error(
-                entry.key, f"conflicts with {previous.given_as} (set to a different value)", entry.source
-            )
+            report.error(entry.key, f"conflicts with {previous.given_as} (set to a different value)", entry.source)
             continue
         layer[spec.name] = _Setting(value, entry.source, entry.given_as, rank)
     return layer
@@ -798,9 +784,7 @@ def _resolve_redis_address(merged: _Layer, report: _Report) -> tuple[str, ...]:
     source is an error.
     """
     address = merged.get("redis_address")
-    parts = [
-        setting for setting in (merged.get("redis_host"), merged.get("redis_port")) if setting is not None
-    ]
+    parts = [setting for setting in (merged.get("redis_host"), merged.get("redis_port")) if setting is not None]
     if not parts:
         return tuple(address.value) if address is not None else ()
     parts_rank = max(setting.rank for setting in parts)
@@ -816,9 +800,7 @@ def _resolve_redis_address(merged: _Layer, report: _Report) -> tuple[str, ...]:
     return (_join_host_port(host, port),)
 
 
-def _build_namespace(
-    index: int, raw: Mapping[str, object], source: str, report: _Report
-) -> NamespaceOptions | None:
+def _build_namespace(index: int, raw: Mapping[str, object], source: str, report: _Report) -> NamespaceOptions | None:
     """One ``namespaces`` entry; None when its name is missing or invalid (reported)."""
     path = f"namespaces[{index}]"
     values: dict[str, Any] = {}

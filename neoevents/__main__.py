@@ -1,0 +1,5 @@
+import sys
+
+from neoevents.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Server API: the executor and its HTTP binding."""

@@ -1,0 +1,316 @@
+"""The server API executor: one transport-agnostic implementation of every server API method.
+
+Input is validated into typed structs (wrong shape -> 107 bad request); the result is a plain value
+ready for JSON. The HTTP layer (:mod:`neoevents.api.http`) only decodes bodies and wraps results.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import fnmatch
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+from msgspec import Raw, Struct
+
+from neoevents.exceptions import ProtocolError
+from neoevents.node import Node
+from neoevents.protocol import codes
+from neoevents.protocol.messages import EMPTY, Publication
+
+log = logging.getLogger("neoevents.api")
+
+
+class _P(Struct, forbid_unknown_fields=False):
+    pass
+
+
+class PublishParams(_P):
+    channel: str = ""
+    data: Raw = EMPTY
+    b64data: str = ""
+    skip_history: bool = False
+    tags: dict[str, str] = {}
+    idempotency_key: str = ""
+    delta: bool = False
+
+
+class BroadcastParams(_P):
+    channels: list[str] = []
+    data: Raw = EMPTY
+    b64data: str = ""
+    skip_history: bool = False
+    tags: dict[str, str] = {}
+    idempotency_key: str = ""
+    delta: bool = False
+
+
+class UserChannelParams(_P):
+    user: str = ""
+    channel: str = ""
+    client: str = ""
+    session: str = ""
+
+
+class DisconnectObj(_P):
+    code: int = 0
+    reason: str = ""
+
+
+class DisconnectParams(_P):
+    user: str = ""
+    client: str = ""
+    session: str = ""
+    whitelist: list[str] = []
+    disconnect: DisconnectObj | None = None
+
+
+class RefreshParams(_P):
+    user: str = ""
+    client: str = ""
+    session: str = ""
+    expired: bool = False
+    expire_at: int = 0
+
+
+class ChannelParams(_P):
+    channel: str = ""
+
+
+class StreamPositionParams(_P):
+    offset: int = 0
+    epoch: str = ""
+
+
+class HistoryParams(_P):
+    channel: str = ""
+    limit: int = 0
+    since: StreamPositionParams | None = None
+    reverse: bool = False
+
+
+class ChannelsParams(_P):
+    pattern: str = ""
+
+
+class InfoParams(_P):
+    pass
+
+
+def _bad_request(message: str = "bad request") -> ProtocolError:
+    return ProtocolError(codes.ERROR_BAD_REQUEST, message)
+
+
+def _payload(data: Raw, b64data: str) -> bytes:
+    if b64data:
+        try:
+            return base64.b64decode(b64data, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise _bad_request("bad request: invalid b64data") from exc
+    if data == EMPTY:
+        raise _bad_request("bad request: data required")
+    return bytes(data)
+
+
+def _pub_to_json(pub: Publication) -> dict[str, Any]:
+    out: dict[str, Any] = {"data": msgspec.json.decode(bytes(pub.data)) if pub.data else None}
+    if pub.info is not None:
+        out["info"] = msgspec.to_builtins(pub.info)
+    if pub.offset:
+        out["offset"] = pub.offset
+    if pub.tags:
+        out["tags"] = pub.tags
+    return out
+
+
+def _position(offset: int, epoch: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if offset:
+        out["offset"] = offset
+    if epoch:
+        out["epoch"] = epoch
+    return out
+
+
+Method = Callable[[Any], Awaitable[Any]]
+
+
+class Executor:
+    """Runs server API commands against a node."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self._methods: dict[str, tuple[type[Struct], Method]] = {
+            "publish": (PublishParams, self.publish),
+            "broadcast": (BroadcastParams, self.broadcast),
+            "subscribe": (UserChannelParams, self.subscribe),
+            "unsubscribe": (UserChannelParams, self.unsubscribe),
+            "disconnect": (DisconnectParams, self.disconnect),
+            "refresh": (RefreshParams, self.refresh),
+            "presence": (ChannelParams, self.presence),
+            "presence_stats": (ChannelParams, self.presence_stats),
+            "history": (HistoryParams, self.history),
+            "history_remove": (ChannelParams, self.history_remove),
+            "channels": (ChannelsParams, self.channels),
+            "info": (InfoParams, self.info),
+        }
+
+    def has_method(self, method: str) -> bool:
+        return method in self._methods or method == "batch"
+
+    def decode_params(self, method: str, params: Any) -> Struct:
+        spec = self._methods.get(method)
+        if spec is None:
+            raise ProtocolError(codes.ERROR_METHOD_NOT_FOUND)
+        try:
+            if isinstance(params, bytes | bytearray | memoryview):
+                return msgspec.json.decode(params, type=spec[0])
+            return msgspec.convert(params, spec[0])
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise _bad_request() from exc
+
+    async def call(self, method: str, params: Any) -> Any:
+        """Run one method; raises ProtocolError for every caller mistake."""
+        spec = self._methods.get(method)
+        if spec is None:
+            raise ProtocolError(codes.ERROR_METHOD_NOT_FOUND)
+        decoded = self.decode_params(method, params)
+        result = await spec[1](decoded)
+        self.node.metrics.api_request(method, True)
+        return result
+
+    async def call_safe(self, method: str, params: Any) -> dict[str, Any]:
+        """``{"result": ...}`` or ``{"error": {...}}``; never raises."""
+        try:
+            return {"result": await self.call(method, params)}
+        except ProtocolError as exc:
+            self.node.metrics.api_request(method, False)
+            return {"error": {"code": exc.code, "message": str(exc)}}
+        except Exception:
+            log.exception("internal error in API method %s", method)
+            return {"error": {"code": 100, "message": codes.ERROR_INTERNAL.message}}
+
+    # ---- methods -------------------------------------------------------------------------------
+
+    def _check_channel(self, channel: str) -> None:
+        if not channel:
+            raise _bad_request("bad request: channel required")
+        if len(channel) > self.node.config.channel_max_length:
+            raise _bad_request()
+        if self.node.namespace_for(channel) is None:
+            raise ProtocolError(codes.ERROR_UNKNOWN_CHANNEL)
+
+    async def publish(self, p: PublishParams) -> dict[str, Any]:
+        self._check_channel(p.channel)
+        data = _payload(p.data, p.b64data)
+        position, _ = await self.node.publish(
+            p.channel, data, tags=p.tags, idempotency_key=p.idempotency_key, skip_history=p.skip_history
+        )
+        return _position(position.offset, position.epoch)
+
+    async def broadcast(self, p: BroadcastParams) -> dict[str, Any]:
+        if not p.channels:
+            raise _bad_request("bad request: channels required")
+        data = _payload(p.data, p.b64data)
+        responses: list[dict[str, Any]] = []
+        for channel in p.channels:
+            try:
+                self._check_channel(channel)
+                position, _ = await self.node.publish(
+                    channel, data, tags=p.tags, idempotency_key=p.idempotency_key, skip_history=p.skip_history
+                )
+                responses.append({"result": _position(position.offset, position.epoch)})
+            except ProtocolError as exc:
+                responses.append({"error": {"code": exc.code, "message": str(exc)}})
+        return {"responses": responses}
+
+    async def subscribe(self, p: UserChannelParams) -> dict[str, Any]:
+        if not p.user:
+            raise _bad_request("bad request: user required")
+        self._check_channel(p.channel)
+        await self.node.subscribe_user(p.user, p.channel, p.client)
+        return {}
+
+    async def unsubscribe(self, p: UserChannelParams) -> dict[str, Any]:
+        if not p.user:
+            raise _bad_request("bad request: user required")
+        self._check_channel(p.channel)
+        await self.node.unsubscribe_user(p.user, p.channel, p.client)
+        return {}
+
+    async def disconnect(self, p: DisconnectParams) -> dict[str, Any]:
+        if not p.user:
+            raise _bad_request("bad request: user required")
+        disconnect = codes.DISCONNECT_FORCE_NO_RECONNECT
+        if p.disconnect is not None and p.disconnect.code:
+            code = p.disconnect.code
+            if not (3000 <= code <= 4999):
+                raise _bad_request("bad request: disconnect code must be in range 3000-4999")
+            disconnect = codes.Disconnect(code, p.disconnect.reason[:120])
+        self.node.disconnect_user(p.user, disconnect, p.client, tuple(p.whitelist))
+        return {}
+
+    async def refresh(self, p: RefreshParams) -> dict[str, Any]:
+        if not p.user:
+            raise _bad_request("bad request: user required")
+        self.node.refresh_user(p.user, p.client, p.expired, p.expire_at)
+        return {}
+
+    async def presence(self, p: ChannelParams) -> dict[str, Any]:
+        self._check_channel(p.channel)
+        ns = self.node.namespace_for(p.channel)
+        if ns is None or not ns.presence:
+            raise ProtocolError(codes.ERROR_NOT_AVAILABLE)
+        entries = await self.node.presence.presence(p.channel)
+        return {"presence": {cid: msgspec.to_builtins(info) for cid, info in entries.items()}}
+
+    async def presence_stats(self, p: ChannelParams) -> dict[str, Any]:
+        self._check_channel(p.channel)
+        ns = self.node.namespace_for(p.channel)
+        if ns is None or not ns.presence:
+            raise ProtocolError(codes.ERROR_NOT_AVAILABLE)
+        clients, users = await self.node.presence.presence_stats(p.channel)
+        return {"num_clients": clients, "num_users": users}
+
+    async def history(self, p: HistoryParams) -> dict[str, Any]:
+        self._check_channel(p.channel)
+        since = (p.since.offset, p.since.epoch) if p.since is not None else None
+        pubs, position = await self.node.history(p.channel, limit=p.limit, since=since, reverse=p.reverse)
+        out: dict[str, Any] = {"publications": [_pub_to_json(pub) for pub in pubs]}
+        out.update(_position(position.offset, position.epoch))
+        return out
+
+    async def history_remove(self, p: ChannelParams) -> dict[str, Any]:
+        self._check_channel(p.channel)
+        ns = self.node.namespace_for(p.channel)
+        if ns is None or not ns.history_enabled:
+            raise ProtocolError(codes.ERROR_NOT_AVAILABLE)
+        await self.node.broker.remove_history(p.channel)
+        return {}
+
+    async def channels(self, p: ChannelsParams) -> dict[str, Any]:
+        found = self.node.hub.channels()
+        if p.pattern:
+            found = {ch: n for ch, n in found.items() if fnmatch.fnmatchcase(ch, p.pattern)}
+        return {"channels": {ch: {"num_clients": n} for ch, n in found.items()}}
+
+    async def info(self, p: InfoParams) -> dict[str, Any]:
+        return {"nodes": [self.node.info()]}
+
+    async def batch(self, commands: list[Any]) -> list[dict[str, Any]]:
+        """Each command is ``{"<method>": params}``; replies are ``{"<method>": result}`` or ``{"error"}``."""
+        replies: list[dict[str, Any]] = []
+        for command in commands:
+            if not isinstance(command, dict) or len(command) != 1:
+                replies.append({"error": {"code": 107, "message": codes.ERROR_BAD_REQUEST.message}})
+                continue
+            ((method, params),) = command.items()
+            reply = await self.call_safe(str(method), params)
+            if "result" in reply:
+                replies.append({method: reply["result"]})
+            else:
+                replies.append(reply)
+        return replies

@@ -1,0 +1,83 @@
+"""HTTP binding of the server API: ``POST /api/<method>`` with ``X-API-Key`` or ``Authorization: apikey``.
+
+Replies are HTTP 200 with ``{"result": ...}`` or ``{"error": {"code", "message"}}``; ``batch`` replies
+``{"replies": [...]}``. A missing or wrong key is a bare 401; an unknown method is a 404. A body that is
+not a JSON object is ``{"error": {"code": 107, "message": "bad request"}}``.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+import msgspec
+
+from neoevents.api.executor import Executor
+from neoevents.config import Config
+from neoevents.transport.http import HttpRequest, HttpResponse
+
+_encode = msgspec.json.Encoder().encode
+_BAD_REQUEST = b'{"error":{"code":107,"message":"bad request"}}'
+
+
+class ApiEndpoint:
+    def __init__(self, config: Config, executor: Executor) -> None:
+        self._key = config.api_key.encode()
+        self._insecure = config.api_insecure
+        self._executor = executor
+
+    def authorized(self, request: HttpRequest) -> bool:
+        if self._insecure:
+            return True
+        if not self._key:
+            return False
+        supplied = request.headers.get("x-api-key", "")
+        if not supplied:
+            auth = request.headers.get("authorization", "")
+            scheme, _, value = auth.partition(" ")
+            if scheme.lower() == "apikey":
+                supplied = value.strip()
+        return bool(supplied) and hmac.compare_digest(supplied.encode(), self._key)
+
+    async def handle(self, request: HttpRequest) -> HttpResponse:
+        if request.method != "POST":
+            return HttpResponse(405, b"Method Not Allowed\n", "text/plain", {"Allow": "POST"})
+        if not self.authorized(request):
+            return HttpResponse(401, b"Unauthorized\n", "text/plain")
+        method = request.path[len("/api") :].strip("/")
+        executor = self._executor
+        if method == "":
+            return await self._legacy(request.body)
+        if method == "batch":
+            return await self._batch(request.body)
+        if not executor.has_method(method):
+            return HttpResponse(404, b"Not Found\n", "text/plain")
+        body = request.body or b"{}"
+        reply = await executor.call_safe(method, body)
+        return HttpResponse(200, _encode(reply))
+
+    async def _batch(self, body: bytes) -> HttpResponse:
+        try:
+            decoded = msgspec.json.decode(body or b"{}")
+        except msgspec.DecodeError:
+            return HttpResponse(200, _BAD_REQUEST)
+        commands = decoded.get("commands") if isinstance(decoded, dict) else None
+        if not isinstance(commands, list):
+            return HttpResponse(200, _BAD_REQUEST)
+        replies = await self._executor.batch(commands)
+        return HttpResponse(200, _encode({"replies": replies}))
+
+    async def _legacy(self, body: bytes) -> HttpResponse:
+        """``POST /api`` with ``{"method": ..., "params": ...}`` (older clients)."""
+        try:
+            decoded: Any = msgspec.json.decode(body or b"{}")
+        except msgspec.DecodeError:
+            return HttpResponse(200, _BAD_REQUEST)
+        if not isinstance(decoded, dict) or not isinstance(decoded.get("method"), str):
+            return HttpResponse(200, _BAD_REQUEST)
+        method = decoded["method"]
+        params = decoded.get("params") or {}
+        if method == "batch":
+            return await self._batch(_encode(params))
+        reply = await self._executor.call_safe(method, params)
+        return HttpResponse(200, _encode(reply))

@@ -1,0 +1,1 @@
+"""Authentication: connection and subscription JWTs."""

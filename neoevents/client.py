@@ -1,0 +1,536 @@
+"""The per-connection session: protocol state machine and command handlers.
+
+A :class:`Client` never touches a socket. Its transport hands it complete messages (``on_message``)
+and tells it when the connection is gone (``on_closed``); the client answers through
+``transport.send`` and ends the connection with ``transport.close(disconnect)``. Commands of one
+connection are handled strictly in order; pushes and replies share one outgoing queue, so a client
+sees them in the order they happened.
+
+Every failure a client can cause is a :class:`~neoevents.exceptions.ProtocolError` (an error reply)
+or a :class:`~neoevents.exceptions.DisconnectError` (a close code); both are mapped in
+:meth:`Client._run_command` and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Protocol
+
+from msgspec import Raw
+
+from neoevents.auth.tokens import TokenError, TokenExpired
+from neoevents.exceptions import DisconnectError, ProtocolError
+from neoevents.protocol import codes
+from neoevents.protocol.codec import Codec
+from neoevents.protocol.messages import (
+    EMPTY,
+    ClientInfo,
+    Command,
+    ConnectRequest,
+    ConnectResult,
+    Error,
+    HistoryRequest,
+    HistoryResult,
+    PresenceRequest,
+    PresenceResult,
+    PresenceStatsRequest,
+    PresenceStatsResult,
+    PublishRequest,
+    PublishResult,
+    RefreshRequest,
+    RefreshResult,
+    Reply,
+    RPCRequest,
+    SendRequest,
+    SubRefreshRequest,
+    SubRefreshResult,
+    SubscribeRequest,
+    SubscribeResult,
+    UnsubscribeRequest,
+    UnsubscribeResult,
+)
+
+if TYPE_CHECKING:
+    from neoevents.node import Node
+
+log = logging.getLogger("neoevents.client")
+
+VERSION = "neoevents"
+MAX_INBOX = 64  # frames waiting while a previous frame's commands are still being handled
+
+
+class ClientTransport(Protocol):
+    """What a session needs from its connection."""
+
+    codec: Codec
+    framing: int  # cache key of the frame format: equal values produce identical frame bytes
+
+    def send(self, payload: bytes) -> None:
+        """Queue one encoded protocol message for writing."""
+
+    def send_frame(self, frame: bytes) -> None:
+        """Queue bytes already framed by :meth:`frame` (used by fan-out to share one encoding)."""
+
+    def frame(self, payload: bytes) -> bytes: ...
+
+    def close(self, disconnect: codes.Disconnect) -> None: ...
+
+
+class Subscription:
+    """One channel of one client."""
+
+    __slots__ = ("expire_at", "info", "join_leave", "positioned", "recoverable", "server_side")
+
+    def __init__(self) -> None:
+        self.server_side = False
+        self.join_leave = False
+        self.recoverable = False
+        self.positioned = False
+        self.expire_at = 0
+        self.info: bytes = b""
+
+
+_STATE_CONNECTING = 0
+_STATE_CONNECTED = 1
+_STATE_CLOSED = 2
+
+
+class Client:
+    """A connection's session. Created by the transport when the connection opens."""
+
+    __slots__ = (
+        "_busy",
+        "_inbox",
+        "_unusable",
+        "created_at",
+        "exp",
+        "id",
+        "info",
+        "node",
+        "ping_sent",
+        "roles",
+        "state",
+        "subs",
+        "tenant_id",
+        "transport",
+        "user",
+    )
+
+    def __init__(self, node: Node, transport: ClientTransport) -> None:
+        self.node = node
+        self.transport = transport
+        self.id = str(uuid.uuid4())
+        self.user = ""
+        self.info: bytes = b""
+        self.tenant_id = ""
+        self.roles: tuple[str, ...] = ()
+        self.state = _STATE_CONNECTING
+        self.subs: dict[str, Subscription] = {}
+        self.exp = 0
+        self.ping_sent = 0.0
+        self.created_at = time.monotonic()
+        self._busy = False
+        self._inbox: list[bytes] | None = None
+        self._unusable = False
+        node.on_client_opened(self)
+
+    # ---- transport callbacks -------------------------------------------------------------------
+
+    def on_message(self, data: bytes) -> None:
+        """A complete message arrived. Never raises."""
+        if self.state == _STATE_CLOSED:
+            return
+        if self._busy:
+            if self._inbox is None:
+                self._inbox = []
+            if len(self._inbox) >= MAX_INBOX:
+                self.disconnect(codes.DISCONNECT_TOO_MANY_REQUESTS)
+                return
+            self._inbox.append(data)
+            return
+        commands, ok = self.transport.codec.decode_commands(data)
+        if not ok:
+            self.disconnect(codes.DISCONNECT_BAD_REQUEST)
+            return
+        if len(commands) == 1 and self._is_pong(commands[0]):
+            self._handle_pong()
+            return
+        self._busy = True
+        self.node.spawn(self._process(commands))
+
+    def on_closed(self) -> None:
+        """The connection is gone (either side closed it)."""
+        if self.state == _STATE_CLOSED:
+            return
+        was_connected = self.state == _STATE_CONNECTED
+        self.state = _STATE_CLOSED
+        self.node.on_client_closed(self, was_connected)
+
+    # ---- command loop --------------------------------------------------------------------------
+
+    @staticmethod
+    def _is_pong(cmd: Command) -> bool:
+        return cmd.id == 0 and cmd.send is None
+
+    def _handle_pong(self) -> None:
+        if self.state != _STATE_CONNECTED or self.ping_sent <= 0:
+            self.disconnect(codes.DISCONNECT_BAD_REQUEST)
+            return
+        self.ping_sent = 0.0
+
+    async def _process(self, commands: list[Command]) -> None:
+        try:
+            while True:
+                for cmd in commands:
+                    if self.state == _STATE_CLOSED:
+                        return
+                    await self._run_command(cmd)
+                inbox = self._inbox
+                if not inbox:
+                    return
+                data = inbox.pop(0)
+                commands, ok = self.transport.codec.decode_commands(data)
+                if not ok:
+                    self.disconnect(codes.DISCONNECT_BAD_REQUEST)
+                    return
+        finally:
+            self._busy = False
+
+    async def _run_command(self, cmd: Command) -> None:
+        if self._is_pong(cmd):
+            self._handle_pong()
+            return
+        if self._unusable:
+            self.disconnect(codes.DISCONNECT_BAD_REQUEST)
+            return
+        handler = self._dispatch(cmd)
+        if handler is None:
+            self.disconnect(codes.DISCONNECT_BAD_REQUEST)
+            return
+        if cmd.id == 0 and cmd.send is None:
+            self.disconnect(codes.DISCONNECT_BAD_REQUEST)
+            return
+        if self.state == _STATE_CONNECTING and cmd.connect is None:
+            self.disconnect(codes.DISCONNECT_BAD_REQUEST)
+            return
+        try:
+            reply = await handler()
+        except ProtocolError as exc:
+            if cmd.connect is not None:
+                self._unusable = True
+            self.node.metrics.command_error(exc.code)
+            reply = Reply(error=Error(exc.code, str(exc), exc.error.temporary))
+        except DisconnectError as exc:
+            self.disconnect(exc.disconnect)
+            return
+        except Exception:
+            log.exception("internal error handling a command", extra={"client": self.id})
+            reply = Reply(error=Error(100, codes.ERROR_INTERNAL.message, True))
+        if reply is None or self.state == _STATE_CLOSED:
+            return
+        reply.id = cmd.id
+        self.transport.send(self.transport.codec.encode_reply(reply))
+
+    def _dispatch(self, cmd: Command) -> Callable[[], Awaitable[Reply | None]] | None:
+        if cmd.connect is not None:
+            return lambda: self._connect(cmd.connect)  # type: ignore[arg-type]
+        if self.state != _STATE_CONNECTED:
+            return None if cmd.id == 0 else (lambda: self._not_connected())
+        if cmd.subscribe is not None:
+            return lambda: self._subscribe(cmd.subscribe)  # type: ignore[arg-type]
+        if cmd.unsubscribe is not None:
+            return lambda: self._unsubscribe(cmd.unsubscribe)  # type: ignore[arg-type]
+        if cmd.publish is not None:
+            return lambda: self._publish(cmd.publish)  # type: ignore[arg-type]
+        if cmd.presence is not None:
+            return lambda: self._presence(cmd.presence)  # type: ignore[arg-type]
+        if cmd.presence_stats is not None:
+            return lambda: self._presence_stats(cmd.presence_stats)  # type: ignore[arg-type]
+        if cmd.history is not None:
+            return lambda: self._history(cmd.history)  # type: ignore[arg-type]
+        if cmd.ping is not None:
+            return self._ping
+        if cmd.send is not None:
+            return lambda: self._send(cmd.send)  # type: ignore[arg-type]
+        if cmd.rpc is not None:
+            return lambda: self._rpc(cmd.rpc)  # type: ignore[arg-type]
+        if cmd.refresh is not None:
+            return lambda: self._refresh(cmd.refresh)  # type: ignore[arg-type]
+        if cmd.sub_refresh is not None:
+            return lambda: self._sub_refresh(cmd.sub_refresh)  # type: ignore[arg-type]
+        return None
+
+    async def _not_connected(self) -> Reply | None:
+        raise DisconnectError(codes.DISCONNECT_BAD_REQUEST)
+
+    # ---- outgoing ------------------------------------------------------------------------------
+
+    def send_reply(self, reply: Reply) -> None:
+        if self.state != _STATE_CLOSED:
+            self.transport.send(self.transport.codec.encode_reply(reply))
+
+    def disconnect(self, disconnect: codes.Disconnect) -> None:
+        """Close the connection with a documented code (idempotent)."""
+        if self.state == _STATE_CLOSED:
+            return
+        self.transport.close(disconnect)
+        self.on_closed()
+
+    def client_info(self, channel_info: bytes = b"") -> ClientInfo:
+        return ClientInfo(
+            user=self.user,
+            client=self.id,
+            conn_info=Raw(self.info) if self.info else EMPTY,
+            chan_info=Raw(channel_info) if channel_info else EMPTY,
+        )
+
+    # ---- handlers ------------------------------------------------------------------------------
+
+    async def _connect(self, req: ConnectRequest) -> Reply:
+        node = self.node
+        if self.state != _STATE_CONNECTING:
+            raise DisconnectError(codes.DISCONNECT_BAD_REQUEST)
+        config = node.config
+        channels: tuple[str, ...] = ()
+        if req.token:
+            try:
+                claims = node.tokens.verify_connect(req.token)
+            except TokenExpired as exc:
+                node.metrics.auth_failure("token_expired")
+                raise ProtocolError(codes.ERROR_TOKEN_EXPIRED) from exc
+            except TokenError as exc:
+                node.metrics.auth_failure("invalid_token")
+                log.info("invalid connection token: %s", exc.reason)
+                raise DisconnectError(codes.DISCONNECT_INVALID_TOKEN) from exc
+            self.user = claims.user
+            self.info = claims.info
+            self.tenant_id = claims.tenant_id
+            self.roles = claims.roles
+            self.exp = claims.exp if claims.expire_at is None else claims.expire_at
+            channels = claims.channels
+        elif config.client_insecure or config.client_anonymous:
+            self.user = ""
+        else:
+            node.metrics.auth_failure("no_credentials")
+            raise DisconnectError(codes.DISCONNECT_BAD_REQUEST)
+        if node.user_connection_limit_reached(self.user):
+            raise DisconnectError(codes.DISCONNECT_CONNECTION_LIMIT)
+        result = ConnectResult(
+            client=self.id,
+            version=VERSION,
+            ping=int(config.ping_interval),
+            pong=True,
+        )
+        if self.exp:
+            ttl = self.exp - int(time.time())
+            if ttl <= 0:
+                raise ProtocolError(codes.ERROR_TOKEN_EXPIRED)
+            result.expires = True
+            result.ttl = ttl
+        self.state = _STATE_CONNECTED
+        node.on_client_connected(self)
+        subs: dict[str, SubscribeResult] = {}
+        for channel in channels:
+            if channel in subs:
+                continue
+            recover_req = req.subs.get(channel)
+            try:
+                subs[channel] = await self._subscribe_channel(
+                    channel, recover_req or SubscribeRequest(channel=channel), server_side=True
+                )
+            except ProtocolError as exc:
+                log.info("server-side subscription to %r failed: %s", channel, exc)
+                raise DisconnectError(codes.DISCONNECT_INTERNAL) from exc
+        result.subs = subs
+        return Reply(connect=result)
+
+    def _check_channel(self, channel: str) -> None:
+        if not channel:
+            raise DisconnectError(codes.DISCONNECT_BAD_REQUEST)
+
+    async def _subscribe(self, req: SubscribeRequest) -> Reply:
+        node = self.node
+        channel = req.channel
+        self._check_channel(channel)
+        if len(channel) > node.config.channel_max_length:
+            raise ProtocolError(codes.ERROR_BAD_REQUEST)
+        if channel in self.subs:
+            raise ProtocolError(codes.ERROR_ALREADY_SUBSCRIBED)
+        if len(self.subs) >= node.config.client_channel_limit > 0:
+            raise ProtocolError(codes.ERROR_LIMIT_EXCEEDED)
+        ns = node.namespace_for(channel)
+        if ns is None:
+            raise ProtocolError(codes.ERROR_UNKNOWN_CHANNEL)
+        expire_at = 0
+        chan_info = b""
+        if req.token:
+            try:
+                claims = node.tokens.verify_subscribe(req.token)
+            except TokenExpired as exc:
+                raise ProtocolError(codes.ERROR_TOKEN_EXPIRED) from exc
+            except TokenError as exc:
+                node.metrics.auth_failure("invalid_subscription_token")
+                raise DisconnectError(codes.DISCONNECT_INVALID_TOKEN) from exc
+            if claims.channel != channel or claims.user != self.user:
+                node.metrics.auth_failure("subscription_token_mismatch")
+                raise DisconnectError(codes.DISCONNECT_INVALID_TOKEN)
+            expire_at = claims.expire_at if claims.expire_at is not None else claims.exp
+            chan_info = claims.info
+        else:
+            node.authorize(self, channel, ns, "subscribe")
+        result = await self._subscribe_channel(channel, req, server_side=False, chan_info=chan_info)
+        if expire_at:
+            ttl = expire_at - int(time.time())
+            if ttl <= 0:
+                await self._unsubscribe_channel(channel)
+                raise ProtocolError(codes.ERROR_TOKEN_EXPIRED)
+            self.subs[channel].expire_at = expire_at
+            result.expires = True
+            result.ttl = ttl
+        return Reply(subscribe=result)
+
+    async def _subscribe_channel(
+        self, channel: str, req: SubscribeRequest, *, server_side: bool, chan_info: bytes = b""
+    ) -> SubscribeResult:
+        """Register the subscription, recover if asked, and build the result (shared by both paths)."""
+        node = self.node
+        ns = node.namespace_for(channel)
+        if ns is None:
+            raise ProtocolError(codes.ERROR_UNKNOWN_CHANNEL)
+        sub = Subscription()
+        sub.server_side = server_side
+        sub.join_leave = (req.join_leave or server_side or ns.force_push_join_leave) and ns.join_leave
+        sub.info = chan_info
+        self.subs[channel] = sub
+        return await node.subscribe_client(self, channel, sub, req, ns)
+
+    async def _unsubscribe(self, req: UnsubscribeRequest) -> Reply:
+        self._check_channel(req.channel)
+        await self._unsubscribe_channel(req.channel)
+        return Reply(unsubscribe=UnsubscribeResult())
+
+    async def _unsubscribe_channel(self, channel: str) -> None:
+        sub = self.subs.pop(channel, None)
+        if sub is not None:
+            await self.node.unsubscribe_client(self, channel, sub)
+
+    async def _publish(self, req: PublishRequest) -> Reply:
+        node = self.node
+        self._check_channel(req.channel)
+        ns = node.namespace_for(req.channel)
+        if ns is None:
+            raise ProtocolError(codes.ERROR_UNKNOWN_CHANNEL)
+        node.authorize(self, req.channel, ns, "publish")
+        await node.publish(req.channel, bytes(req.data), info=self.client_info())
+        return Reply(publish=PublishResult())
+
+    async def _presence(self, req: PresenceRequest) -> Reply:
+        node = self.node
+        self._check_channel(req.channel)
+        ns = node.namespace_for(req.channel)
+        if ns is None:
+            raise ProtocolError(codes.ERROR_UNKNOWN_CHANNEL)
+        if not ns.presence:
+            raise ProtocolError(codes.ERROR_NOT_AVAILABLE)
+        node.authorize(self, req.channel, ns, "presence")
+        return Reply(presence=PresenceResult(presence=await node.presence.presence(req.channel)))
+
+    async def _presence_stats(self, req: PresenceStatsRequest) -> Reply:
+        node = self.node
+        self._check_channel(req.channel)
+        ns = node.namespace_for(req.channel)
+        if ns is None:
+            raise ProtocolError(codes.ERROR_UNKNOWN_CHANNEL)
+        if not ns.presence:
+            raise ProtocolError(codes.ERROR_NOT_AVAILABLE)
+        node.authorize(self, req.channel, ns, "presence")
+        clients, users = await node.presence.presence_stats(req.channel)
+        return Reply(presence_stats=PresenceStatsResult(num_clients=clients, num_users=users))
+
+    async def _history(self, req: HistoryRequest) -> Reply:
+        node = self.node
+        self._check_channel(req.channel)
+        ns = node.namespace_for(req.channel)
+        if ns is None:
+            raise ProtocolError(codes.ERROR_UNKNOWN_CHANNEL)
+        if not ns.history_enabled:
+            raise ProtocolError(codes.ERROR_NOT_AVAILABLE)
+        node.authorize(self, req.channel, ns, "history")
+        limit = req.limit
+        max_limit = node.config.client_history_max_publication_limit
+        if max_limit > 0 and (limit < 0 or limit > max_limit):
+            limit = max_limit
+        since = req.since
+        pubs, position = await node.history(
+            req.channel,
+            limit=limit,
+            since=(since.offset, since.epoch) if since else None,
+            reverse=req.reverse,
+        )
+        return Reply(history=HistoryResult(publications=pubs, epoch=position.epoch, offset=position.offset))
+
+    async def _ping(self) -> Reply:
+        raise ProtocolError(codes.ERROR_NOT_AVAILABLE)
+
+    async def _send(self, req: SendRequest) -> Reply | None:
+        # No asynchronous message handler is configured: the reference server disconnects.
+        raise DisconnectError(codes.DISCONNECT_NOT_AVAILABLE)
+
+    async def _rpc(self, req: RPCRequest) -> Reply:
+        raise ProtocolError(codes.ERROR_METHOD_NOT_FOUND)
+
+    async def _refresh(self, req: RefreshRequest) -> Reply:
+        node = self.node
+        if not req.token:
+            raise DisconnectError(codes.DISCONNECT_BAD_REQUEST)
+        try:
+            claims = node.tokens.verify_connect(req.token)
+        except TokenExpired as exc:
+            raise ProtocolError(codes.ERROR_TOKEN_EXPIRED) from exc
+        except TokenError as exc:
+            node.metrics.auth_failure("invalid_token")
+            raise DisconnectError(codes.DISCONNECT_INVALID_TOKEN) from exc
+        if claims.user != self.user:
+            node.metrics.auth_failure("refresh_user_mismatch")
+            raise DisconnectError(codes.DISCONNECT_INVALID_TOKEN)
+        self.exp = claims.exp if claims.expire_at is None else claims.expire_at
+        if claims.info:
+            self.info = claims.info
+        result = RefreshResult(client=self.id, version=VERSION)
+        if self.exp:
+            ttl = self.exp - int(time.time())
+            if ttl <= 0:
+                raise ProtocolError(codes.ERROR_TOKEN_EXPIRED)
+            result.expires = True
+            result.ttl = ttl
+        node.on_client_refreshed(self)
+        return Reply(refresh=result)
+
+    async def _sub_refresh(self, req: SubRefreshRequest) -> Reply:
+        node = self.node
+        self._check_channel(req.channel)
+        sub = self.subs.get(req.channel)
+        if sub is None:
+            raise ProtocolError(codes.ERROR_PERMISSION_DENIED)
+        if not req.token:
+            raise DisconnectError(codes.DISCONNECT_BAD_REQUEST)
+        try:
+            claims = node.tokens.verify_subscribe(req.token)
+        except TokenExpired as exc:
+            raise ProtocolError(codes.ERROR_TOKEN_EXPIRED) from exc
+        except TokenError as exc:
+            raise DisconnectError(codes.DISCONNECT_INVALID_TOKEN) from exc
+        if claims.channel != req.channel or claims.user != self.user:
+            raise DisconnectError(codes.DISCONNECT_INVALID_TOKEN)
+        sub.expire_at = claims.expire_at if claims.expire_at is not None else claims.exp
+        result = SubRefreshResult()
+        if sub.expire_at:
+            ttl = sub.expire_at - int(time.time())
+            if ttl <= 0:
+                raise ProtocolError(codes.ERROR_TOKEN_EXPIRED)
+            result.expires = True
+            result.ttl = ttl
+        return Reply(sub_refresh=result)

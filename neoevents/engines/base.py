@@ -1,0 +1,107 @@
+"""The narrow interfaces between the node and its engine.
+
+A *broker* moves publications between nodes and keeps each channel's history stream; a *presence
+manager* keeps who is in a channel. The node never looks behind these interfaces, so the in-memory
+engine and the Redis engine are interchangeable, and one contract test suite runs against both.
+
+Contract shared by every implementation:
+
+* ``publish`` is atomic per channel: the offset is incremented, the publication appended to history
+  (unless history is off or ``skip_history``) and delivered to subscribed nodes as one step, so that
+  every node sees a channel's publications in offset order, without gaps for the same epoch.
+* Offsets start at 1 for a new stream and never repeat within an epoch; a new epoch (random 8-char
+  string) starts when a stream is created or its metadata expired, and makes older positions invalid.
+* History keeps at most ``history_size`` publications for ``history_ttl`` seconds after the last
+  publish; the position (offset, epoch) outlives the publications for ``history_meta_ttl`` seconds.
+* An idempotency key makes a repeated publish within ``idempotent_result_ttl`` return the first
+  position and deliver nothing.
+* Presence entries expire after ``presence_ttl`` unless refreshed by ``add_presence``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from neoevents.protocol.messages import ClientInfo, Publication
+
+
+@dataclass(frozen=True, slots=True)
+class StreamPosition:
+    offset: int = 0
+    epoch: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PublishOptions:
+    history_size: int = 0
+    history_ttl: float = 0.0
+    history_meta_ttl: float = 0.0
+    skip_history: bool = False
+    idempotency_key: str = ""
+    idempotent_result_ttl: float = 300.0
+    tags: dict[str, str] = field(default_factory=dict)
+    info: ClientInfo | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryFilter:
+    """``limit`` 0 returns only the position, -1 returns everything kept; ``since`` is exclusive."""
+
+    since: StreamPosition | None = None
+    limit: int = 0
+    reverse: bool = False
+
+
+class BrokerEventHandler(Protocol):
+    """Implemented by the node: what a broker delivers."""
+
+    def handle_publication(self, channel: str, pub: Publication, position: StreamPosition) -> None: ...
+
+    def handle_join(self, channel: str, info: ClientInfo) -> None: ...
+
+    def handle_leave(self, channel: str, info: ClientInfo) -> None: ...
+
+    def handle_control(self, data: bytes) -> None: ...
+
+
+class Broker(Protocol):
+    async def start(self, handler: BrokerEventHandler) -> None:
+        """Begin delivering events to ``handler``."""
+
+    async def close(self) -> None: ...
+
+    async def subscribe(self, channel: str) -> None:
+        """This node now has subscribers in ``channel``: deliver its events here."""
+
+    async def unsubscribe(self, channel: str) -> None: ...
+
+    async def publish(self, channel: str, data: bytes, options: PublishOptions) -> tuple[StreamPosition, bool]:
+        """Publish and return (position, suppressed); suppressed is True for a repeated idempotency key."""
+
+    async def publish_join(self, channel: str, info: ClientInfo) -> None: ...
+
+    async def publish_leave(self, channel: str, info: ClientInfo) -> None: ...
+
+    async def publish_control(self, data: bytes) -> None:
+        """Send a control message to every node (including this one)."""
+
+    async def history(
+        self, channel: str, flt: HistoryFilter, history_ttl: float = 0.0, meta_ttl: float = 0.0
+    ) -> tuple[list[Publication], StreamPosition]:
+        """Publications after ``flt.since`` (or from the start) and the stream's current position."""
+
+    async def remove_history(self, channel: str) -> None: ...
+
+
+class PresenceManager(Protocol):
+    async def presence(self, channel: str) -> dict[str, ClientInfo]: ...
+
+    async def presence_stats(self, channel: str) -> tuple[int, int]:
+        """(number of clients, number of unique users)."""
+
+    async def add_presence(self, channel: str, client_id: str, info: ClientInfo) -> None: ...
+
+    async def remove_presence(self, channel: str, client_id: str, user: str) -> None: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,431 @@
+"""The node: owns the configuration, the engine, the hub and every client session.
+
+Clients and the server API call into the node; the broker calls back into it
+(:class:`~neoevents.engines.base.BrokerEventHandler`). A once-a-second tick drives pings, pong
+deadlines, stale connections and token expiry with a timing wheel, so idle connections cost no
+timers of their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import random
+import time
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
+
+from neoevents.auth.tokens import TokenVerifier
+from neoevents.config import Config, NamespaceOptions
+from neoevents.engines.base import Broker, HistoryFilter, PresenceManager, PublishOptions, StreamPosition
+from neoevents.exceptions import ProtocolError
+from neoevents.hub import Hub
+from neoevents.metrics import Metrics
+from neoevents.protocol import codes
+from neoevents.protocol.messages import (
+    ClientInfo,
+    Publication,
+    Push,
+    Reply,
+    SubscribeRequest,
+    SubscribeResult,
+    Unsubscribe,
+)
+
+if TYPE_CHECKING:
+    from neoevents.client import Client, Subscription
+
+log = logging.getLogger("neoevents.node")
+
+_ACTIONS = ("subscribe", "publish", "history", "presence")
+
+
+class Node:
+    def __init__(
+        self,
+        config: Config,
+        broker: Broker,
+        presence: PresenceManager,
+        *,
+        metrics: Metrics | None = None,
+        tokens: TokenVerifier | None = None,
+    ) -> None:
+        self.config = config
+        self.broker = broker
+        self.presence = presence
+        self.metrics = metrics or Metrics()
+        self.tokens = tokens or TokenVerifier(config)
+        self.hub = Hub()
+        self.started_at = time.time()
+        self.name = "neoevents"
+        self._namespaces: dict[str, NamespaceOptions] = {ns.name: ns for ns in config.namespaces}
+        self._namespaces[""] = config.channel
+        self.clients: dict[str, Client] = {}
+        self.users: dict[str, set[Client]] = {}
+        self._pending: dict[Client, float] = {}  # opened, not yet connected -> stale deadline
+        self._wheel_size = max(1, int(config.ping_interval))
+        self._wheel: list[set[Client]] = [set() for _ in range(self._wheel_size)]
+        self._slot_of: dict[Client, int] = {}
+        self._tick_count = 0
+        self._pongs: dict[Client, float] = {}
+        self._expiry: list[tuple[float, int, Client]] = []
+        self._seq = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._ticker: asyncio.Task[None] | None = None
+        self._ping_cache: dict[int, bytes] = {}
+
+    # ---- life cycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.broker.start(self)
+        self._ticker = asyncio.get_running_loop().create_task(self._tick_forever())
+
+    async def shutdown(self) -> None:
+        """Close every client with 3001 (reconnect) and stop the engine."""
+        for client in list(self._pending) + list(self.clients.values()):
+            client.disconnect(codes.DISCONNECT_SHUTDOWN)
+        if self._ticker is not None:
+            self._ticker.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=2)
+        await self.broker.close()
+        await self.presence.close()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception())
+
+    # ---- channels and permissions --------------------------------------------------------------
+
+    def namespace_for(self, channel: str) -> NamespaceOptions | None:
+        name = channel[1:] if channel.startswith("$") else channel
+        idx = name.find(":")
+        return self._namespaces.get(name[:idx] if idx >= 0 else "")
+
+    def authorize(self, client: Client, channel: str, ns: NamespaceOptions, action: str) -> None:
+        """Centrifugo channel permission options; raises 103 when the action is not allowed."""
+        anonymous = client.user == ""
+        subscribed = channel in client.subs
+        if channel.startswith("$") and action == "subscribe":
+            allowed = False
+        elif action == "subscribe":
+            allowed = ns.allow_subscribe_for_client and (not anonymous or ns.allow_subscribe_for_anonymous)
+        elif action == "publish":
+            allowed = (ns.allow_publish_for_client or (ns.allow_publish_for_subscriber and subscribed)) and (
+                not anonymous or ns.allow_publish_for_anonymous
+            )
+        elif action == "history":
+            allowed = (ns.allow_history_for_client or (ns.allow_history_for_subscriber and subscribed)) and (
+                not anonymous or ns.allow_history_for_anonymous
+            )
+        elif action == "presence":
+            allowed = (ns.allow_presence_for_client or (ns.allow_presence_for_subscriber and subscribed)) and (
+                not anonymous or ns.allow_presence_for_anonymous
+            )
+        else:  # pragma: no cover - closed set
+            allowed = False
+        if not allowed:
+            self.metrics.auth_failure(f"{action}_denied")
+            raise ProtocolError(codes.ERROR_PERMISSION_DENIED)
+
+    def user_connection_limit_reached(self, user: str) -> bool:
+        limit = self.config.client_user_connection_limit
+        if limit <= 0 or not user:
+            return False
+        return len(self.users.get(user, ())) >= limit
+
+    # ---- client life cycle ---------------------------------------------------------------------
+
+    def on_client_opened(self, client: Client) -> None:
+        self._pending[client] = time.monotonic() + self.config.client_stale_close_delay
+
+    def on_client_connected(self, client: Client) -> None:
+        self._pending.pop(client, None)
+        self.clients[client.id] = client
+        self.users.setdefault(client.user, set()).add(client)
+        slot = (self._tick_count + random.randint(1, self._wheel_size)) % self._wheel_size
+        self._wheel[slot].add(client)
+        self._slot_of[client] = slot
+        self._schedule_expiry(client)
+        self.metrics.connections.inc()
+
+    def on_client_refreshed(self, client: Client) -> None:
+        self._schedule_expiry(client)
+
+    def _schedule_expiry(self, client: Client) -> None:
+        if client.exp:
+            self._seq += 1
+            deadline = client.exp + self.config.client_expired_close_delay
+            heapq.heappush(self._expiry, (deadline, self._seq, client))
+
+    def on_client_closed(self, client: Client, was_connected: bool) -> None:
+        self._pending.pop(client, None)
+        self._pongs.pop(client, None)
+        slot = self._slot_of.pop(client, None)
+        if slot is not None:
+            self._wheel[slot].discard(client)
+        if not was_connected:
+            return
+        self.metrics.connections.dec()
+        self.clients.pop(client.id, None)
+        users = self.users.get(client.user)
+        if users is not None:
+            users.discard(client)
+            if not users:
+                del self.users[client.user]
+        subs = client.subs
+        client.subs = {}
+        for channel, sub in subs.items():
+            self.spawn(self.unsubscribe_client(client, channel, sub))
+
+    # ---- subscriptions -------------------------------------------------------------------------
+
+    async def subscribe_client(
+        self, client: Client, channel: str, sub: Subscription, req: SubscribeRequest, ns: NamespaceOptions
+    ) -> SubscribeResult:
+        result = SubscribeResult()
+        recoverable = ns.history_enabled and (ns.force_recovery or (ns.allow_recovery and req.recoverable))
+        positioned = ns.history_enabled and (
+            recoverable or ns.force_positioning or (ns.allow_positioning and req.positioned)
+        )
+        first = self.hub.add(channel, client, sub)
+        if first:
+            await self.broker.subscribe(channel)
+        info = client.client_info(sub.info)
+        if ns.presence:
+            await self.presence.add_presence(channel, client.id, info)
+        if positioned:
+            sub.positioned = True
+            sub.recoverable = recoverable
+            result.positioned = True
+            result.recoverable = recoverable
+            if recoverable and req.recover:
+                await self._recover(channel, req, result, ns)
+            else:
+                _, position = await self.broker.history(
+                    channel, HistoryFilter(limit=0), ns.history_ttl, ns.history_meta_ttl
+                )
+                result.offset, result.epoch = position.offset, position.epoch
+        if ns.join_leave:
+            await self.broker.publish_join(channel, info)
+        self.metrics.subscriptions.inc()
+        return result
+
+    async def _recover(
+        self, channel: str, req: SubscribeRequest, result: SubscribeResult, ns: NamespaceOptions
+    ) -> None:
+        limit = self.config.client_recovery_max_publication_limit
+        pubs, position = await self.broker.history(
+            channel,
+            HistoryFilter(since=StreamPosition(req.offset, req.epoch), limit=-1),
+            ns.history_ttl,
+            ns.history_meta_ttl,
+        )
+        result.was_recovering = True
+        result.epoch = position.epoch
+        recovered = req.epoch == position.epoch
+        if recovered:
+            recovered = pubs[0].offset == req.offset + 1 if pubs else position.offset == req.offset
+        if recovered and limit > 0 and len(pubs) > limit:
+            recovered = False
+            pubs = pubs[-limit:]
+        result.recovered = recovered
+        result.publications = pubs
+        result.offset = req.offset if recovered and pubs else position.offset
+        self.metrics.recovery(recovered)
+
+    async def unsubscribe_client(self, client: Client, channel: str, sub: Subscription) -> None:
+        last = self.hub.remove(channel, client)
+        if last:
+            await self.broker.unsubscribe(channel)
+        ns = self.namespace_for(channel)
+        self.metrics.subscriptions.dec()
+        if ns is None:
+            return
+        if ns.presence:
+            await self.presence.remove_presence(channel, client.id, client.user)
+        if ns.join_leave:
+            await self.broker.publish_leave(channel, client.client_info(sub.info))
+
+    # ---- publishing, history -------------------------------------------------------------------
+
+    async def publish(
+        self,
+        channel: str,
+        data: bytes,
+        *,
+        info: ClientInfo | None = None,
+        tags: dict[str, str] | None = None,
+        idempotency_key: str = "",
+        skip_history: bool = False,
+    ) -> tuple[StreamPosition, bool]:
+        ns = self.namespace_for(channel)
+        if ns is None:
+            raise ProtocolError(codes.ERROR_UNKNOWN_CHANNEL)
+        started = time.perf_counter()
+        options = PublishOptions(
+            history_size=ns.history_size,
+            history_ttl=ns.history_ttl,
+            history_meta_ttl=ns.history_meta_ttl,
+            skip_history=skip_history,
+            idempotency_key=idempotency_key,
+            tags=tags or {},
+            info=info,
+        )
+        result = await self.broker.publish(channel, data, options)
+        self.metrics.published(channel, time.perf_counter() - started)
+        return result
+
+    async def history(
+        self, channel: str, *, limit: int, since: tuple[int, str] | None = None, reverse: bool = False
+    ) -> tuple[list[Publication], StreamPosition]:
+        ns = self.namespace_for(channel)
+        if ns is None:
+            raise ProtocolError(codes.ERROR_UNKNOWN_CHANNEL)
+        if not ns.history_enabled:
+            raise ProtocolError(codes.ERROR_NOT_AVAILABLE)
+        flt = HistoryFilter(since=StreamPosition(*since) if since else None, limit=limit, reverse=reverse)
+        pubs, position = await self.broker.history(channel, flt, ns.history_ttl, ns.history_meta_ttl)
+        if since is not None and since[1] and since[1] != position.epoch:
+            raise ProtocolError(codes.ERROR_UNRECOVERABLE_POSITION)
+        return pubs, position
+
+    # ---- broker events -------------------------------------------------------------------------
+
+    def handle_publication(self, channel: str, pub: Publication, position: StreamPosition) -> None:
+        delivered = self.hub.broadcast_publication(channel, pub)
+        self.metrics.delivered(delivered)
+
+    def handle_join(self, channel: str, info: ClientInfo) -> None:
+        self.hub.broadcast_join(channel, info)
+
+    def handle_leave(self, channel: str, info: ClientInfo) -> None:
+        self.hub.broadcast_leave(channel, info)
+
+    def handle_control(self, data: bytes) -> None:
+        return None
+
+    # ---- server-side actions (server API) ------------------------------------------------------
+
+    def user_clients(self, user: str, client_id: str = "") -> list[Client]:
+        clients = list(self.users.get(user, ()))
+        if client_id:
+            clients = [c for c in clients if c.id == client_id]
+        return clients
+
+    def disconnect_user(
+        self, user: str, disconnect: codes.Disconnect, client_id: str = "", whitelist: tuple[str, ...] = ()
+    ) -> None:
+        for client in self.user_clients(user, client_id):
+            if client.id not in whitelist:
+                client.disconnect(disconnect)
+
+    async def unsubscribe_user(self, user: str, channel: str, client_id: str = "") -> None:
+        for client in self.user_clients(user, client_id):
+            sub = client.subs.pop(channel, None)
+            if sub is None:
+                continue
+            push = Push(
+                channel=channel,
+                unsubscribe=Unsubscribe(code=codes.UNSUBSCRIBE_SERVER.code, reason=codes.UNSUBSCRIBE_SERVER.reason),
+            )
+            client.send_reply(Reply(push=push))
+            await self.unsubscribe_client(client, channel, sub)
+
+    async def subscribe_user(self, user: str, channel: str, client_id: str = "") -> None:
+        from neoevents.client import Subscription
+        from neoevents.protocol.messages import Subscribe
+
+        ns = self.namespace_for(channel)
+        if ns is None:
+            raise ProtocolError(codes.ERROR_UNKNOWN_CHANNEL)
+        for client in self.user_clients(user, client_id):
+            if channel in client.subs:
+                continue
+            sub = Subscription()
+            sub.server_side = True
+            sub.join_leave = ns.join_leave
+            client.subs[channel] = sub
+            result = await self.subscribe_client(client, channel, sub, SubscribeRequest(channel=channel), ns)
+            push = Push(
+                channel=channel,
+                subscribe=Subscribe(
+                    recoverable=result.recoverable,
+                    epoch=result.epoch,
+                    offset=result.offset,
+                    positioned=result.positioned,
+                ),
+            )
+            client.send_reply(Reply(push=push))
+
+    def refresh_user(self, user: str, client_id: str = "", expired: bool = False, expire_at: int = 0) -> None:
+        for client in self.user_clients(user, client_id):
+            if expired:
+                client.disconnect(codes.DISCONNECT_EXPIRED)
+                continue
+            client.exp = expire_at
+            self._schedule_expiry(client)
+
+    # ---- housekeeping --------------------------------------------------------------------------
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                self.tick()
+            except Exception:  # pragma: no cover - must never stop the ticker
+                log.exception("housekeeping tick failed")
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        self._tick_count += 1
+        # Stale connections: opened but never sent connect.
+        stale = [c for c, deadline in self._pending.items() if deadline <= now]
+        for client in stale:
+            client.disconnect(codes.DISCONNECT_STALE)
+        # Pong deadlines.
+        late = [c for c, deadline in self._pongs.items() if deadline <= now]
+        for client in late:
+            del self._pongs[client]
+            if client.ping_sent > 0:
+                client.disconnect(codes.DISCONNECT_NO_PONG)
+        # Pings for this wheel slot.
+        slot = self._wheel[self._tick_count % self._wheel_size]
+        pong_deadline = now + self.config.pong_timeout
+        for client in slot:
+            transport = client.transport
+            frame = self._ping_cache.get(transport.framing)
+            if frame is None:
+                frame = self._ping_cache[transport.framing] = transport.frame(transport.codec.ping)
+            transport.send_frame(frame)
+            if client.ping_sent <= 0:
+                client.ping_sent = now
+                self._pongs[client] = pong_deadline
+        # Connection token expiry.
+        wall = time.time()
+        while self._expiry and self._expiry[0][0] <= wall:
+            _, _, client = heapq.heappop(self._expiry)
+            if client.exp and client.exp + self.config.client_expired_close_delay <= wall:
+                client.disconnect(codes.DISCONNECT_EXPIRED)
+        sweep = getattr(self.broker, "sweep", None)
+        if sweep is not None and self._tick_count % 10 == 0:
+            sweep()
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "uid": self.name,
+            "name": self.name,
+            "version": "neoevents",
+            "num_clients": len(self.clients),
+            "num_users": len(self.users),
+            "num_channels": len(self.hub.channels()),
+            "num_subs": self.hub.num_subscriptions(),
+            "uptime": int(time.time() - self.started_at),
+        }

@@ -1,0 +1,101 @@
+"""Wiring: build a node from a configuration and serve it over HTTP and WebSocket on one port."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+
+from neoevents.api.executor import Executor
+from neoevents.api.http import ApiEndpoint
+from neoevents.config import Config
+from neoevents.engines.memory import MemoryBroker, MemoryPresenceManager
+from neoevents.metrics import CONTENT_TYPE_LATEST
+from neoevents.node import Node
+from neoevents.transport.flusher import Flusher
+from neoevents.transport.http import HttpProtocol, HttpRequest, HttpResponse
+from neoevents.transport.websocket import WebSocketConnection
+
+log = logging.getLogger("neoevents.server")
+
+WEBSOCKET_PATH = "/connection/websocket"
+
+
+def build_node(config: Config) -> Node:
+    """Create the node with the engine the configuration names."""
+    if config.engine not in ("memory", ""):
+        log.warning(
+            "engine %r is not available in this build; running on the in-memory engine (single node)",
+            config.engine,
+        )
+    return Node(config, MemoryBroker(), MemoryPresenceManager())
+
+
+class Server:
+    def __init__(self, config: Config, node: Node | None = None) -> None:
+        self.config = config
+        self.node = node or build_node(config)
+        self.executor = Executor(self.node)
+        self.api = ApiEndpoint(config, self.executor)
+        self._server: asyncio.Server | None = None
+        self._http: set[HttpProtocol] = set()
+        self._flusher: Flusher | None = None
+        self._stopped = asyncio.Event()
+
+    async def start(self, host: str, port: int) -> int:
+        """Start listening; returns the bound port (useful with port 0)."""
+        loop = asyncio.get_running_loop()
+        flusher = self._flusher = Flusher(loop)
+        await self.node.start()
+        node = self.node
+
+        def upgrade(transport: asyncio.Transport) -> WebSocketConnection:
+            return WebSocketConnection(node, flusher, transport)
+
+        def factory() -> HttpProtocol:
+            return HttpProtocol(self.handle, upgrade, WEBSOCKET_PATH, flusher, self._http)
+
+        self._server = await loop.create_server(factory, host, port, backlog=4096, reuse_address=True)
+        sock = self._server.sockets[0]
+        return int(sock.getsockname()[1])
+
+    async def handle(self, request: HttpRequest) -> HttpResponse:
+        path = request.path
+        if path == "/api" or path.startswith("/api/"):
+            return await self.api.handle(request)
+        if path == "/health" and self.config.health:
+            return HttpResponse(200, b"{}")
+        if path == "/metrics" and self.config.prometheus:
+            return HttpResponse(200, self.node.metrics.render(), CONTENT_TYPE_LATEST)
+        if path == WEBSOCKET_PATH:
+            return HttpResponse(400, b"WebSocket upgrade expected\n", "text/plain")
+        return HttpResponse(404, b"Not Found\n", "text/plain")
+
+    async def shutdown(self) -> None:
+        """Stop accepting, close clients with 3001, let in-flight API requests finish."""
+        if self._server is not None:
+            self._server.close()
+        await self.node.shutdown()
+        for conn in list(self._http):
+            conn.shutdown()
+        deadline = asyncio.get_running_loop().time() + self.config.shutdown_timeout
+        while any(c for c in self._http) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+            for conn in list(self._http):
+                conn.shutdown()
+        await asyncio.sleep(0.05)
+        self._stopped.set()
+
+    async def run(self, host: str, port: int, on_ready: Callable[[int], None] | None = None) -> None:
+        """Serve until SIGTERM/SIGINT, then shut down gracefully."""
+        bound = await self.start(host, port)
+        if on_ready is not None:
+            on_ready(bound)
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("shutting down")
+        await self.shutdown()

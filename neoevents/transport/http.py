@@ -1,0 +1,205 @@
+"""HTTP/1.1 server protocol (httptools parser) serving the API, health, metrics and the WebSocket upgrade.
+
+One protocol instance per TCP connection. Requests on a keep-alive connection are answered in order:
+reading pauses while a request is handled. A WebSocket upgrade hands the raw request head to
+:class:`~neoevents.transport.websocket.WebSocketConnection`, which takes over the transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+
+import httptools
+
+from neoevents.transport.flusher import Flusher
+from neoevents.transport.websocket import WebSocketConnection
+
+log = logging.getLogger("neoevents.http")
+
+MAX_HEAD = 65536
+MAX_BODY = 16 * 1024 * 1024
+
+
+@dataclass(slots=True)
+class HttpRequest:
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: bytes = b""
+    remote: str = ""
+
+
+@dataclass(slots=True)
+class HttpResponse:
+    status: int = 200
+    body: bytes = b""
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+Handler = Callable[[HttpRequest], Awaitable[HttpResponse]]
+
+
+def render_response(resp: HttpResponse, keep_alive: bool) -> bytes:
+    reason = HTTPStatus(resp.status).phrase if resp.status in HTTPStatus._value2member_map_ else ""
+    lines = [f"HTTP/1.1 {resp.status} {reason}"]
+    if resp.content_type:
+        lines.append(f"Content-Type: {resp.content_type}")
+    lines.append(f"Content-Length: {len(resp.body)}")
+    for name, value in resp.headers.items():
+        lines.append(f"{name}: {value}")
+    if not keep_alive:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + resp.body
+
+
+class HttpProtocol(asyncio.Protocol):
+    """Parses requests and dispatches them; see the module docstring."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        upgrade: Callable[[asyncio.Transport], WebSocketConnection],
+        websocket_path: str,
+        flusher: Flusher,
+        connections: set[HttpProtocol],
+    ) -> None:
+        self._handler = handler
+        self._upgrade = upgrade
+        self._ws_path = websocket_path
+        self._flusher = flusher
+        self._connections = connections
+        self.transport: asyncio.Transport | None = None
+        self._parser = httptools.HttpRequestParser(self)
+        self._buf = bytearray()
+        self._url = b""
+        self._headers: dict[str, str] = {}
+        self._body: list[bytes] = []
+        self._body_size = 0
+        self._requests: list[HttpRequest] = []
+        self._busy = False
+        self._closed = False
+        self._remote = ""
+        self._keep_alive: list[bool] = []
+
+    # ---- asyncio.Protocol ----------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self._connections.add(self)
+        peer = transport.get_extra_info("peername")
+        self._remote = str(peer[0]) if peer else ""
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self._connections.discard(self)
+
+    def data_received(self, data: bytes) -> None:
+        self._buf += data
+        if len(self._buf) > MAX_HEAD + MAX_BODY:
+            self._fail(413)
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            offset = exc.args[0] if exc.args else len(data)
+            self._on_upgrade(data, int(offset))
+        except httptools.HttpParserError:
+            self._fail(400)
+
+    # ---- httptools callbacks -------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = {}
+        self._body = []
+        self._body_size = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > MAX_HEAD:
+            raise httptools.HttpParserError("url too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        if len(self._headers) > 100:
+            raise httptools.HttpParserError("too many headers")
+
+    def on_body(self, body: bytes) -> None:
+        self._body_size += len(body)
+        if self._body_size > MAX_BODY:
+            raise httptools.HttpParserError("body too large")
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self._parser.should_upgrade():
+            return
+        url = httptools.parse_url(self._url)
+        request = HttpRequest(
+            method=self._parser.get_method().decode("latin-1"),
+            path=(url.path or b"/").decode("latin-1"),
+            query=(url.query or b"").decode("latin-1"),
+            headers=self._headers,
+            body=b"".join(self._body),
+            remote=self._remote,
+        )
+        self._buf = bytearray()
+        self._requests.append(request)
+        self._keep_alive.append(self._parser.should_keep_alive())
+        if not self._busy:
+            self._busy = True
+            asyncio.get_running_loop().create_task(self._serve())
+
+    # ---- dispatch ------------------------------------------------------------------------------
+
+    async def _serve(self) -> None:
+        try:
+            while self._requests and not self._closed:
+                request = self._requests.pop(0)
+                keep_alive = self._keep_alive.pop(0)
+                try:
+                    response = await self._handler(request)
+                except Exception:
+                    log.exception("unhandled error serving %s %s", request.method, request.path)
+                    response = HttpResponse(500, b'{"error":{"code":100,"message":"internal server error"}}')
+                if self.transport is None or self._closed:
+                    return
+                self.transport.write(render_response(response, keep_alive))
+                if not keep_alive:
+                    self.transport.close()
+                    return
+        finally:
+            self._busy = False
+
+    def _on_upgrade(self, data: bytes, offset: int) -> None:
+        assert self.transport is not None
+        consumed = len(self._buf) - len(data) + offset
+        head = bytes(self._buf[:consumed])
+        rest = bytes(self._buf[consumed:])
+        self._buf = bytearray()
+        url = httptools.parse_url(self._url)
+        path = (url.path or b"/").decode("latin-1")
+        if path != self._ws_path or self._headers.get("upgrade", "").lower() != "websocket":
+            self._fail(404)
+            return
+        self._connections.discard(self)
+        conn = self._upgrade(self.transport)
+        self.transport.set_protocol(conn)
+        conn.start(head, rest)
+
+    def _fail(self, status: int) -> None:
+        if self.transport is not None and not self._closed:
+            self._closed = True
+            body = HTTPStatus(status).phrase.encode() + b"\n"
+            self.transport.write(render_response(HttpResponse(status, body, "text/plain"), keep_alive=False))
+            self.transport.close()
+
+    def shutdown(self) -> None:
+        """Close an idle keep-alive connection; one serving a request closes when it is answered."""
+        if self.transport is not None and not self._busy:
+            self.transport.close()

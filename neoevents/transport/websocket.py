@@ -1,0 +1,259 @@
+"""The WebSocket connection: an asyncio protocol around the sans-I/O ``websockets`` state machine.
+
+Incoming bytes go to :class:`websockets.server.ServerProtocol`, which parses frames, answers pings and
+enforces the message size limit (close 1009). Complete messages are passed to the session
+(:class:`~neoevents.client.Client`). Outgoing data frames bypass the library: fan-out hands us frames
+framed once for every subscriber, and we queue them and write once per loop iteration
+(:class:`~neoevents.transport.flusher.Flusher`). A connection whose unsent output exceeds the queue limit
+is closed with 3008, so a client that does not read cannot hold memory or slow anyone else down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request
+from websockets.protocol import State
+from websockets.server import ServerProtocol
+from websockets.typing import Subprotocol
+
+from neoevents.client import Client
+from neoevents.protocol import codes
+from neoevents.protocol.codec import JSON, PROTOBUF, Codec
+from neoevents.transport.flusher import Flusher
+from neoevents.transport.frames import ws_frame
+
+if TYPE_CHECKING:
+    from neoevents.node import Node
+
+log = logging.getLogger("neoevents.websocket")
+# The sans-I/O state machine logs every opened connection at INFO; keep that out of the server log.
+_protocol_log = logging.getLogger("neoevents.websocket.protocol")
+_protocol_log.setLevel(logging.WARNING)
+
+SUBPROTOCOL_JSON = "centrifuge-json"
+SUBPROTOCOL_PROTOBUF = "centrifuge-protobuf"
+CLOSE_GRACE = 2.0  # seconds to wait for the peer's close frame before dropping the TCP connection
+
+
+def _select_subprotocol(_: ServerProtocol, offered: Sequence[Subprotocol]) -> Subprotocol | None:
+    if SUBPROTOCOL_PROTOBUF in offered:
+        return Subprotocol(SUBPROTOCOL_PROTOBUF)
+    if SUBPROTOCOL_JSON in offered:
+        return Subprotocol(SUBPROTOCOL_JSON)
+    return None
+
+
+def origin_allowed(origin: str | None, allowed: tuple[str, ...]) -> bool:
+    """No Origin header means a non-browser client (allowed); otherwise it must match a pattern."""
+    if origin is None:
+        return True
+    origin = origin.lower()
+    return any(p == "*" or fnmatch.fnmatchcase(origin, p.lower()) for p in allowed)
+
+
+class WebSocketConnection(asyncio.Protocol):
+    __slots__ = (
+        "_abort_handle",
+        "_closing",
+        "_flusher",
+        "_frag",
+        "_frag_text",
+        "_node",
+        "_pending",
+        "_queue_max",
+        "_ws",
+        "client",
+        "codec",
+        "framing",
+        "transport",
+    )
+
+    def __init__(self, node: Node, flusher: Flusher, transport: asyncio.Transport) -> None:
+        self._node = node
+        self._flusher = flusher
+        self.transport = transport
+        self._ws = ServerProtocol(
+            origins=None,
+            logger=_protocol_log,
+            select_subprotocol=_select_subprotocol,
+            max_size=node.config.websocket_message_size_limit or None,
+        )
+        self.codec: Codec = JSON
+        self.framing = 0
+        self.client: Client | None = None
+        self._pending: list[bytes] | None = None
+        self._queue_max = node.config.client_queue_max_size
+        self._closing = False
+        self._frag: list[bytes] | None = None
+        self._frag_text = False
+        self._abort_handle: asyncio.TimerHandle | None = None
+
+    # ---- handshake -----------------------------------------------------------------------------
+
+    def start(self, head: bytes, rest: bytes) -> None:
+        """Run the opening handshake on the raw request head, then feed any bytes that followed it."""
+        ws = self._ws
+        ws.receive_data(head)
+        request = next((e for e in ws.events_received() if isinstance(e, Request)), None)
+        if request is None:
+            self._write_library_output()
+            self.transport.close()
+            return
+        if not origin_allowed(request.headers.get("Origin"), self._node.config.allowed_origins):
+            self._node.metrics.auth_failure("origin_not_allowed")
+            response = ws.reject(403, "Forbidden origin\n")
+            ws.send_response(response)
+            self._write_library_output()
+            self.transport.close()
+            return
+        response = ws.accept(request)
+        ws.send_response(response)
+        if response.status_code != 101:
+            self._write_library_output()
+            self.transport.close()
+            return
+        if self._wants_protobuf(request, response.headers.get("Sec-WebSocket-Protocol")):
+            self.codec = PROTOBUF
+            self.framing = 1
+        self._write_library_output()
+        self.client = Client(self._node, self)
+        if rest:
+            self.data_received(rest)
+
+    @staticmethod
+    def _wants_protobuf(request: Request, subprotocol: str | None) -> bool:
+        if subprotocol == SUBPROTOCOL_PROTOBUF:
+            return True
+        query = parse_qs(urlsplit(request.path).query)
+        return "protobuf" in query.get("format", ()) or "protobuf" in query.get("cf_protocol", ())
+
+    # ---- incoming ------------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        ws = self._ws
+        ws.receive_data(data)
+        for event in ws.events_received():
+            if isinstance(event, Frame):
+                self._on_frame(event)
+        self._write_library_output()
+
+    def _on_frame(self, frame: Frame) -> None:
+        op = frame.opcode
+        payload = bytes(frame.data)
+        if op is Opcode.TEXT or op is Opcode.BINARY:
+            if frame.fin:
+                self._deliver(payload, op is Opcode.TEXT)
+            else:
+                self._frag = [payload]
+                self._frag_text = op is Opcode.TEXT
+        elif op is Opcode.CONT and self._frag is not None:
+            self._frag.append(payload)
+            if frame.fin:
+                data = b"".join(self._frag)
+                self._frag = None
+                self._deliver(data, self._frag_text)
+
+    def _deliver(self, data: bytes, text: bool) -> None:
+        if text:
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError:
+                self._ws.fail(1007, "invalid UTF-8")
+                return
+        client = self.client
+        if client is not None and not self._closing:
+            client.on_message(bytes(data))
+
+    def eof_received(self) -> bool | None:
+        self._ws.receive_eof()
+        self._write_library_output()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        self._pending = None
+        if self._abort_handle is not None:
+            self._abort_handle.cancel()
+            self._abort_handle = None
+        if self.client is not None:
+            self.client.on_closed()
+
+    # ---- outgoing (ClientTransport) ------------------------------------------------------------
+
+    def frame(self, payload: bytes) -> bytes:
+        return ws_frame(payload, self.codec.binary)
+
+    def send(self, payload: bytes) -> None:
+        self.send_frame(ws_frame(payload, self.codec.binary))
+
+    def send_frame(self, frame: bytes) -> None:
+        if self._closing:
+            return
+        pending = self._pending
+        if pending is None:
+            self._pending = [frame]
+            self._flusher.mark(self)
+        else:
+            pending.append(frame)
+
+    def flush(self) -> None:
+        pending = self._pending
+        if pending is None or self._closing:
+            return
+        self._pending = None
+        transport = self.transport
+        transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+        if transport.get_write_buffer_size() > self._queue_max:
+            self._node.metrics.disconnect(codes.DISCONNECT_SLOW.code)
+            if self.client is not None:
+                self.client.disconnect(codes.DISCONNECT_SLOW)
+            else:
+                self.close(codes.DISCONNECT_SLOW)
+
+    def close(self, disconnect: codes.Disconnect) -> None:
+        """Send what is queued, then a close frame with the disconnect code, then drop the connection."""
+        if self._closing:
+            return
+        self._node.metrics.disconnect(disconnect.code)
+        self.flush()
+        self._closing = True
+        ws = self._ws
+        if ws.state is State.OPEN:
+            ws.send_close(disconnect.code, disconnect.reason)
+        self._write_library_output()
+        loop = asyncio.get_running_loop()
+        self._abort_handle = loop.call_later(CLOSE_GRACE, self.transport.abort)
+
+    def _write_library_output(self) -> None:
+        ws = self._ws
+        chunks = ws.data_to_send()
+        if not chunks:
+            return
+        eof = False
+        out: list[bytes] = []
+        for chunk in chunks:
+            if chunk:
+                out.append(chunk)
+            else:
+                eof = True
+        if out:
+            if self._pending is not None and not self._closing:
+                self._pending.extend(out)
+                self.flush()
+            else:
+                self.transport.write(b"".join(out))
+        if eof or ws.state is State.CLOSED:
+            self._closing = True
+            self.transport.close()
+        elif ws.state is State.CLOSING and not self._closing:
+            # The peer started the closing handshake (or the parser failed): stop sending data.
+            self._closing = True
+            loop = asyncio.get_running_loop()
+            self._abort_handle = loop.call_later(CLOSE_GRACE, self.transport.abort)
