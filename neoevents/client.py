@@ -16,8 +16,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Protocol
 
 from msgspec import Raw
 
@@ -102,6 +102,7 @@ class Client:
     """A connection's session. Created by the transport when the connection opens."""
 
     __slots__ = (
+        "_after",
         "_busy",
         "_inbox",
         "_unusable",
@@ -135,6 +136,7 @@ class Client:
         self._busy = False
         self._inbox: list[bytes] | None = None
         self._unusable = False
+        self._after: list[Coroutine[Any, Any, None]] | None = None
         node.on_client_opened(self)
 
     # ---- transport callbacks -------------------------------------------------------------------
@@ -229,10 +231,27 @@ class Client:
         except Exception:
             log.exception("internal error handling a command", extra={"client": self.id})
             reply = Reply(error=Error(100, codes.ERROR_INTERNAL.message, True))
+        after, self._after = self._after, None
         if reply is None or self.state == _STATE_CLOSED:
+            for coro in after or ():
+                coro.close()
             return
         reply.id = cmd.id
         self.transport.send(self.transport.codec.encode_reply(reply))
+        for coro in after or ():
+            await coro
+
+    async def run_after_reply(self) -> None:
+        """Run what :meth:`after_reply` deferred, for actions that are not replies to a command."""
+        after, self._after = self._after, None
+        for coro in after or ():
+            await coro
+
+    def after_reply(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` once the reply to the current command has been queued (e.g. join pushes)."""
+        if self._after is None:
+            self._after = []
+        self._after.append(coro)
 
     def _dispatch(self, cmd: Command) -> Callable[[], Awaitable[Reply | None]] | None:
         if cmd.connect is not None:

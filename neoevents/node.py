@@ -214,7 +214,8 @@ class Node:
                 )
                 result.offset, result.epoch = position.offset, position.epoch
         if ns.join_leave:
-            await self.broker.publish_join(channel, info)
+            # Announced once the subscriber has its subscribe reply, so it can receive its own join.
+            client.after_reply(self.broker.publish_join(channel, info))
         self.metrics.subscriptions.inc()
         return result
 
@@ -237,7 +238,7 @@ class Node:
             recovered = False
             pubs = pubs[-limit:]
         result.recovered = recovered
-        result.publications = pubs
+        result.publications = pubs if recovered else []
         result.offset = req.offset if recovered and pubs else position.offset
         self.metrics.recovery(recovered)
 
@@ -364,6 +365,7 @@ class Node:
                 ),
             )
             client.send_reply(Reply(push=push))
+            await client.run_after_reply()
 
     def refresh_user(self, user: str, client_id: str = "", expired: bool = False, expire_at: int = 0) -> None:
         for client in self.user_clients(user, client_id):

@@ -1,0 +1,80 @@
+"""Process-level behaviour: graceful shutdown, origin checks, health and metrics endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+
+import pytest
+from websockets.exceptions import InvalidStatus
+
+from tests.support.rawclient import RawClient
+from tests.support.servers import RunningServer, ServerOptions
+
+OPTIONS = ServerOptions(
+    namespaces=[{"name": "room", "allow_subscribe_for_client": True}],
+    allowed_origins=["https://portal.example.com", "https://*.tenants.example.com"],
+)
+
+
+@pytest.fixture
+def server(server_factory: Callable[..., RunningServer]) -> RunningServer:
+    return server_factory("neoevents", OPTIONS)
+
+
+async def _connect(server: RunningServer, origin: str | None = None) -> RawClient:
+    client = await RawClient.connect(server.ws_url, origin=origin, auto_pong=True)
+    await client.send_command({"id": 1, "connect": {"token": server.token("alice")}})
+    [reply] = await client.recv_replies()
+    assert "connect" in reply
+    return client
+
+
+async def test_sigterm_closes_clients_with_3001_and_exits_cleanly(server: RunningServer) -> None:
+    clients = [await _connect(server) for _ in range(3)]
+    server.process.send_signal(signal.SIGTERM)
+    codes = await asyncio.gather(*(c.wait_close(10) for c in clients))
+    assert [code for code, _ in codes] == [3001, 3001, 3001]
+    assert [reason for _, reason in codes] == ["shutdown"] * 3
+    assert await asyncio.to_thread(server.process.wait, 15) == 0
+    assert "Traceback" not in server.log_text()
+
+
+@pytest.mark.parametrize(
+    "origin", ["https://portal.example.com", "https://acme.tenants.example.com", "HTTPS://PORTAL.EXAMPLE.COM"]
+)
+async def test_allowed_origins_connect(server: RunningServer, origin: str) -> None:
+    client = await _connect(server, origin)
+    await client.close()
+
+
+@pytest.mark.parametrize(
+    "origin",
+    ["https://evil.example.com", "https://portal.example.com.evil.net", "null", "https://tenants.example.com"],
+)
+async def test_other_origins_get_403(server: RunningServer, origin: str) -> None:
+    for _ in range(3):
+        with pytest.raises(InvalidStatus) as err:
+            await RawClient.connect(server.ws_url, origin=origin)
+        assert err.value.response.status_code == 403
+
+
+async def test_no_origin_header_is_a_non_browser_client(server: RunningServer) -> None:
+    client = await _connect(server, origin=None)
+    await client.close()
+
+
+def test_health_and_metrics(server: RunningServer) -> None:
+    health = server.http("GET", "/health")
+    assert (health.status, health.json()) == (200, {})
+    server.api("publish", {"channel": "room:1", "data": {"x": 1}})
+    metrics = server.http("GET", "/metrics").body.decode()
+    assert 'events_published_total{namespace="room"} 1.0' in metrics
+    assert "active_connections" in metrics
+    assert "event_publish_duration_seconds_bucket" in metrics
+
+
+def test_unknown_path_is_404_and_plain_get_on_websocket_path_is_400(server: RunningServer) -> None:
+    assert server.http("GET", "/nope").status == 404
+    assert server.http("GET", "/connection/websocket").status == 400
