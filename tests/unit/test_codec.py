@@ -41,7 +41,7 @@ def test_json_decodes_newline_joined_commands_with_raw_payloads() -> None:
     ],
 )
 def test_json_malformed_frames_are_reported_not_raised(frame: bytes) -> None:
-    commands, ok = JSON.decode_commands(frame)
+    _commands, ok = JSON.decode_commands(frame)
     assert not ok
 
 
