@@ -329,7 +329,7 @@ class Client:
             self.tenant_id = claims.tenant_id
             self.roles = claims.roles
             self.exp = claims.exp if claims.expire_at is None else claims.expire_at
-            channels = claims.channels
+            channels = claims.channels + tuple(ch for ch in claims.subs if ch not in claims.channels)
         elif config.client_insecure or config.client_anonymous:
             self.user = ""
         else:
