@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from google.protobuf import unknown_fields
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
@@ -115,9 +116,24 @@ def _decode_bytes(raw: bytes) -> Any:
         return raw
 
 
+def _unknown_value(wire_type: int, data: Any) -> Any:
+    if wire_type == 2 and isinstance(data, bytes):
+        try:
+            return data.decode()
+        except UnicodeDecodeError:
+            return data
+    return data
+
+
 def message_to_dict(msg: Message) -> dict[str, Any]:
-    """Set fields of ``msg`` as a JSON-shaped dict; bytes fields are JSON-decoded when they parse."""
+    """Set fields of ``msg`` as a JSON-shaped dict; bytes fields are JSON-decoded when they parse.
+
+    Fields unknown to ``client.proto`` appear as ``"#<field number>"`` keys (length-delimited values
+    decoded as UTF-8 when possible), so that a newer server's extra fields are visible.
+    """
     out: dict[str, Any] = {}
+    for unknown in unknown_fields.UnknownFieldSet(msg):
+        out[f"#{unknown.field_number}"] = _unknown_value(unknown.wire_type, unknown.data)
     for fd, value in msg.ListFields():
         if _is_map(fd):
             value_fd = fd.message_type.fields_by_name["value"]

@@ -105,6 +105,8 @@ def neoevents_config(options: ServerOptions) -> dict[str, Any]:
         "namespaces": [_channel_options(ns) for ns in options.namespaces],
         "engine": "memory",
         "health": True,
+        # Only the namespaces described by the options exist, exactly as in the Centrifugo configuration.
+        "builtin_namespaces": False,
         "log_level": options.log_level,
     }
     if not options.api_key:
@@ -343,8 +345,7 @@ def _wait_healthy(server: RunningServer, timeout: float) -> None:
         time.sleep(0.05)
     server.stop(signal.SIGKILL)
     raise ServerStartError(
-        f"{server.kind} did not answer GET /health within {timeout}s ({last_error}); log tail:\n"
-        f"{server.log_tail()}"
+        f"{server.kind} did not answer GET /health within {timeout}s ({last_error}); log tail:\n{server.log_tail()}"
     )
 
 
