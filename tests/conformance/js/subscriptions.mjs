@@ -52,8 +52,9 @@ run(async (cfg) => {
   secure.subscribe();
   await secureSubscribed;
   emit('secure_subscribed', { channel: cfg.secure_channel, token_calls: subTokenCalls });
+  const securePublication = nextEvent(secure, 'publication');
   await api(cfg, 'publish', { channel: cfg.secure_channel, data: { secret: 1 } });
-  const securePub = await nextEvent(secure, 'publication');
+  const securePub = await securePublication;
   emit('secure_publication', publication(securePub, decode));
 
   const denied = alice.newSubscription(cfg.secure_channel_denied);
