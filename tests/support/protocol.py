@@ -6,14 +6,51 @@ Both directions use "JSON-shaped" dicts: the JSON protocol's field names, with t
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 import json
+from pathlib import Path
 from typing import Any
 
-from google.protobuf import unknown_fields
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, unknown_fields
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from neoevents.protocol import client_pb2
+
+def _load_messages() -> dict[str, type[Message]]:
+    """The message classes of ``neoevents.protocol.client_pb2``, built in a private descriptor pool.
+
+    The generated module registers ``client.proto`` (package ``centrifugal.centrifuge.protocol``) in the
+    process-wide default pool, and so does centrifuge-python's own generated module: importing both in one
+    process fails. The tests read the serialized descriptor out of the generated file instead of importing
+    it, so they work whatever else the test process imports (the wire format does not depend on the pool).
+    """
+    spec = importlib.util.find_spec("neoevents.protocol.client_pb2")
+    if spec is None or spec.origin is None:
+        raise ImportError("neoevents.protocol.client_pb2 not found")
+    tree = ast.parse(Path(spec.origin).read_text())
+    serialized: bytes | None = None
+    for node in ast.walk(tree):
+        func = node.func if isinstance(node, ast.Call) else None
+        if isinstance(func, ast.Attribute) and func.attr == "AddSerializedFile" and isinstance(node, ast.Call):
+            serialized = ast.literal_eval(node.args[0])
+    if not isinstance(serialized, bytes):
+        raise ImportError("no serialized descriptor in neoevents.protocol.client_pb2")
+    file_proto = descriptor_pb2.FileDescriptorProto.FromString(serialized)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file_proto)
+    return {
+        message.name: message_factory.GetMessageClass(
+            pool.FindMessageTypeByName(f"{file_proto.package}.{message.name}")
+        )
+        for message in file_proto.message_type
+    }
+
+
+MESSAGES = _load_messages()
+Command = MESSAGES["Command"]
+Reply = MESSAGES["Reply"]
+Publication = MESSAGES["Publication"]
 
 JSON = "json"
 PROTOBUF = "protobuf"
@@ -56,7 +93,7 @@ def _bytes_value(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
 
 
-def _is_map(fd: FieldDescriptor) -> bool:
+def _is_map(fd: Any) -> bool:
     return (
         fd.type == FieldDescriptor.TYPE_MESSAGE
         and fd.message_type is not None
@@ -64,13 +101,13 @@ def _is_map(fd: FieldDescriptor) -> bool:
     )
 
 
-def _is_repeated(fd: FieldDescriptor) -> bool:
+def _is_repeated(fd: Any) -> bool:
     return bool(fd.is_repeated)
 
 
 def dict_to_message(data: dict[str, Any], msg: Message) -> Message:
     """Fill ``msg`` from a JSON-shaped dict (unknown keys raise KeyError)."""
-    fields = msg.DESCRIPTOR.fields_by_name
+    fields: Any = msg.DESCRIPTOR.fields_by_name
     for key, value in data.items():
         fd = fields.get(key)
         if fd is None:
@@ -132,9 +169,11 @@ def message_to_dict(msg: Message) -> dict[str, Any]:
     decoded as UTF-8 when possible), so that a newer server's extra fields are visible.
     """
     out: dict[str, Any] = {}
-    for unknown in unknown_fields.UnknownFieldSet(msg):
+    unknown_set: Any = unknown_fields.UnknownFieldSet(msg)
+    for unknown in unknown_set:
         out[f"#{unknown.field_number}"] = _unknown_value(unknown.wire_type, unknown.data)
-    for fd, value in msg.ListFields():
+    for descriptor, value in msg.ListFields():
+        fd: Any = descriptor
         if _is_map(fd):
             value_fd = fd.message_type.fields_by_name["value"]
             if value_fd.type == FieldDescriptor.TYPE_MESSAGE:
@@ -165,7 +204,7 @@ def encode_commands(commands: list[dict[str, Any]], protocol: str) -> str | byte
         return "\n".join(json.dumps(cmd, separators=(",", ":")) for cmd in commands)
     out = bytearray()
     for cmd in commands:
-        raw = dict_to_message(cmd, client_pb2.Command()).SerializeToString()
+        raw = dict_to_message(cmd, Command()).SerializeToString()
         out += encode_varint(len(raw)) + raw
     return bytes(out)
 
@@ -182,7 +221,7 @@ def decode_frame(frame: str | bytes, protocol: str) -> list[dict[str, Any]]:
         size, pos = decode_varint(buf, pos)
         if pos + size > len(buf):
             raise ValueError("truncated protobuf reply")
-        reply = client_pb2.Reply()
+        reply = Reply()
         reply.ParseFromString(buf[pos : pos + size])
         replies.append(message_to_dict(reply))
         pos += size
