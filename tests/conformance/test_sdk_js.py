@@ -183,8 +183,6 @@ async def test_pubsub_presence_history(server: RunningServer, protobuf: bool) ->
 
     denied = js_event(events, "readonly_publish")
     assert (denied["ok"], denied["code"]) == (False, PERMISSION_DENIED)
-    rpc = js_event(events, "rpc")
-    assert (rpc["ok"], rpc["code"]) == (False, RPC_WITHOUT_HANDLER)
     assert js_event(events, "unsubscribed")["code"] == 0  # unsubscribe() called
     leaves = js_event(events, "leaves")["leaves"]
     assert [(lv["user"], lv["client"]) for lv in leaves] == [(users["bob"], clients["bob"])]

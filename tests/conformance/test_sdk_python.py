@@ -12,15 +12,13 @@ from typing import TYPE_CHECKING
 
 import jwt
 import pytest
-from centrifuge import (
+
+from tests.conformance.sdk_helpers import (
+    EXPIRED_CLOSE_DELAY,
     ClientState,
     ReplyError,
     StreamPosition,
     SubscriptionState,
-)
-
-from tests.conformance.sdk_helpers import (
-    EXPIRED_CLOSE_DELAY,
     api,
     conformance_server,
     conformance_targets,
