@@ -183,6 +183,15 @@ async def wait_until(cond: Callable[[], bool], what: str, timeout: float = WAIT)
         await asyncio.sleep(0.02)
 
 
+async def eventually(check: Callable[[], Awaitable[bool]], what: str, timeout: float = WAIT) -> None:
+    """Awaits check() until it returns True; fails the test after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
 # --- server HTTP API -----------------------------------------------------------------
 
 
@@ -410,6 +419,11 @@ class GatedProxy:
         finally:
             dst.close()
             self._writers.discard(dst)
+
+    def cut(self) -> None:
+        """Drops every open connection at once, both ways, without a WebSocket close."""
+        for writer in list(self._writers):
+            writer.transport.abort()
 
     async def stop(self) -> None:
         if self._server is not None:

@@ -38,6 +38,7 @@ from tests.conformance.sdk_helpers import (
     SdkClient,
     conformance_server,
     conformance_targets,
+    eventually,
     sdk_client,
     unique,
     wait_until,
@@ -93,14 +94,6 @@ async def cent(request: pytest.FixtureRequest, server: RunningServer) -> AsyncIt
         yield call
     finally:
         await close()
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def connected(client: SdkClient) -> SdkClient:

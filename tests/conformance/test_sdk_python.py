@@ -22,6 +22,7 @@ from tests.conformance.sdk_helpers import (
     api,
     conformance_server,
     conformance_targets,
+    eventually,
     gated_proxy,
     publish,
     sdk_client,
@@ -300,11 +301,13 @@ async def test_server_side_subscriptions(server: RunningServer, protobuf: bool) 
         assert all(j.channel == channel for j in a.events.of("server_join"))
 
 
-async def test_recovery_after_server_disconnect(server: RunningServer, protobuf: bool) -> None:
-    """The server drops the connection (API disconnect with a reconnecting code) and new connections
-    are cut off while publications are missed; on reconnect the client-side and server-side
-    subscriptions recover every missed publication exactly once and in order, except where the
-    history window is too small (recovered=false)."""
+@pytest.mark.parametrize("drop", ["api-disconnect", "transport-cut"])
+async def test_recovery_after_dropped_connection(server: RunningServer, protobuf: bool, drop: str) -> None:
+    """The connection is dropped - by the server (API disconnect with a reconnecting code) or by the
+    network (the TCP connection cut without a WebSocket close) - and new connections are cut off
+    while publications are missed. On reconnect the client-side and server-side subscriptions
+    recover every missed publication exactly once and in order, except where the history window is
+    too small (recovered=false)."""
     user = unique("user-")
     chat, tiny, feed = unique("chat:rec-"), unique("tiny:rec-"), unique("srv:rec-")
     missed = 5
@@ -326,9 +329,21 @@ async def test_recovery_after_server_disconnect(server: RunningServer, protobuf:
         await c.events.wait("server_publication")
 
         proxy.gate_open = False
-        drop = {"code": CUSTOM_RECONNECT, "reason": "test"}
-        await api(server, "disconnect", {"user": user, "disconnect": drop})
-        await wait_until(lambda: any(e.code == CUSTOM_RECONNECT for e in c.events.of("connecting")), "the drop")
+        if drop == "api-disconnect":
+            disconnect = {"code": CUSTOM_RECONNECT, "reason": "test"}
+            await api(server, "disconnect", {"user": user, "disconnect": disconnect})
+            await wait_until(lambda: any(e.code == CUSTOM_RECONNECT for e in c.events.of("connecting")), "the drop")
+        else:
+            proxy.cut()
+            await c.events.wait("connecting", 2)
+            # The server notices the connection is gone: it leaves the channel's presence.
+            stats: list[dict[str, int]] = []
+
+            async def presence_gone() -> bool:
+                stats.append(await api(server, "presence_stats", {"channel": chat}))
+                return stats[-1].get("num_clients", 0) == 0
+
+            await eventually(presence_gone, "the dropped connection to leave presence")
         assert c.client.state == ClientState.CONNECTING
         for n in range(1, missed + 1):
             for ch in (chat, tiny, feed):
