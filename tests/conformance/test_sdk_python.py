@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import jwt
 import pytest
@@ -39,7 +39,8 @@ UNKNOWN_CHANNEL = 102
 PERMISSION_DENIED = 103
 NOT_AVAILABLE = 108
 TOKEN_EXPIRED = 109
-# Centrifugo answers an RPC for which no handler (RPC proxy) is configured with 108.
+# Centrifugo answers an RPC with 108 when no RPC proxy is configured (as here); 104 "method not
+# found" only comes from a configured RPC proxy. See docs/compatibility.md.
 RPC_WITHOUT_HANDLER = NOT_AVAILABLE
 # Disconnect codes: terminal "invalid token"; a custom code in the reconnecting 4000-4499 range.
 INVALID_TOKEN = 3500
@@ -135,7 +136,7 @@ async def test_connection_and_subscription_token_refresh(server: RunningServer, 
         sub, rec = c.subscribe_to(channel, token=server.sub_token(user, channel, exp=exp), get_token=get_sub_token)
         await sub.subscribe()
         await sub.ready()
-        await wait_until(lambda: conn_calls and sub_calls, "the SDK to refresh both tokens", timeout=15)
+        await wait_until(lambda: bool(conn_calls and sub_calls), "the SDK to refresh both tokens", timeout=15)
         assert sub_calls == [channel]
         # Past the expiry and the close delay: an unrefreshed connection would be closed by now.
         while time.time() < exp + EXPIRED_CLOSE_DELAY + 1.5:
@@ -249,8 +250,8 @@ async def test_history_limit_since_reverse(server: RunningServer, protobuf: bool
         await rec.wait("publication", 5)
         [epoch] = epochs
 
-        def view(pubs: list[object]) -> list[tuple[int, object]]:
-            return [(p.offset, c.payloads.decode(p.data)["n"]) for p in pubs]  # type: ignore[attr-defined]
+        def view(pubs: list[Any]) -> list[tuple[int, int]]:
+            return [(p.offset, c.payloads.decode(p.data)["n"]) for p in pubs]
 
         everything = await sub.history(limit=10)
         assert (everything.offset, everything.epoch) == (5, epoch)
