@@ -44,7 +44,7 @@ test: $(STAMP) deps-system deps-node centrifugo lint typecheck
 
 proto: $(STAMP)
 	$(PY) -m pip install -q grpcio-tools==1.85.1
-	$(PY) -m grpc_tools.protoc -Ineoevents/protocol --python_out=neoevents/protocol neoevents/protocol/client.proto
+	$(PY) -m grpc_tools.protoc -I. --python_out=. neoevents/protocol/client.proto
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

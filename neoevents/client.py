@@ -59,6 +59,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("neoevents.client")
 
 VERSION = "neoevents"
+MAX_TTL = 365 * 24 * 3600  # TTLs sent to clients are capped at one year, as the reference does
 MAX_INBOX = 64  # frames waiting while a previous frame's commands are still being handled
 
 
@@ -154,14 +155,14 @@ class Client:
             self._inbox.append(data)
             return
         commands, ok = self.transport.codec.decode_commands(data)
-        if not ok:
-            self.disconnect(codes.DISCONNECT_BAD_REQUEST)
-            return
-        if len(commands) == 1 and self._is_pong(commands[0]):
+        if ok and len(commands) == 1 and self._is_pong(commands[0]):
             self._handle_pong()
             return
+        if not commands:
+            self.disconnect(codes.DISCONNECT_BAD_REQUEST)
+            return
         self._busy = True
-        self.node.spawn(self._process(commands))
+        self.node.spawn(self._process(commands, ok))
 
     def on_closed(self) -> None:
         """The connection is gone (either side closed it)."""
@@ -183,21 +184,21 @@ class Client:
             return
         self.ping_sent = 0.0
 
-    async def _process(self, commands: list[Command]) -> None:
+    async def _process(self, commands: list[Command], ok: bool) -> None:
+        """Run a frame's commands in order; a malformed tail closes the connection after the valid head."""
         try:
             while True:
                 for cmd in commands:
                     if self.state == _STATE_CLOSED:
                         return
                     await self._run_command(cmd)
-                inbox = self._inbox
-                if not inbox:
-                    return
-                data = inbox.pop(0)
-                commands, ok = self.transport.codec.decode_commands(data)
                 if not ok:
                     self.disconnect(codes.DISCONNECT_BAD_REQUEST)
                     return
+                inbox = self._inbox
+                if not inbox:
+                    return
+                commands, ok = self.transport.codec.decode_commands(inbox.pop(0))
         finally:
             self._busy = False
 
@@ -344,7 +345,7 @@ class Client:
             pong=True,
         )
         if self.exp:
-            ttl = self.exp - int(time.time())
+            ttl = min(self.exp - int(time.time()), MAX_TTL)
             if ttl <= 0:
                 raise ProtocolError(codes.ERROR_TOKEN_EXPIRED)
             result.expires = True
@@ -392,7 +393,7 @@ class Client:
                 raise ProtocolError(codes.ERROR_TOKEN_EXPIRED) from exc
             except TokenError as exc:
                 node.metrics.auth_failure("invalid_subscription_token")
-                raise DisconnectError(codes.DISCONNECT_INVALID_TOKEN) from exc
+                raise ProtocolError(codes.ERROR_PERMISSION_DENIED) from exc
             if claims.channel != channel or claims.user != self.user:
                 node.metrics.auth_failure("subscription_token_mismatch")
                 raise DisconnectError(codes.DISCONNECT_INVALID_TOKEN)
@@ -402,7 +403,7 @@ class Client:
             node.authorize(self, channel, ns, "subscribe")
         result = await self._subscribe_channel(channel, req, server_side=False, chan_info=chan_info)
         if expire_at:
-            ttl = expire_at - int(time.time())
+            ttl = min(expire_at - int(time.time()), MAX_TTL)
             if ttl <= 0:
                 await self._unsubscribe_channel(channel)
                 raise ProtocolError(codes.ERROR_TOKEN_EXPIRED)
@@ -442,6 +443,8 @@ class Client:
         ns = node.namespace_for(req.channel)
         if ns is None:
             raise ProtocolError(codes.ERROR_UNKNOWN_CHANNEL)
+        if req.data == EMPTY:
+            raise ProtocolError(codes.ERROR_BAD_REQUEST)
         node.authorize(self, req.channel, ns, "publish")
         await node.publish(req.channel, bytes(req.data), info=self.client_info())
         return Reply(publish=PublishResult())
@@ -492,7 +495,8 @@ class Client:
         return Reply(history=HistoryResult(publications=pubs, epoch=position.epoch, offset=position.offset))
 
     async def _ping(self) -> Reply:
-        raise ProtocolError(codes.ERROR_NOT_AVAILABLE)
+        # Protocol v2 has no ping command (pings are empty messages); the reference closes with 3501.
+        raise DisconnectError(codes.DISCONNECT_BAD_REQUEST)
 
     async def _send(self, req: SendRequest) -> Reply | None:
         # No asynchronous message handler is configured: the reference server disconnects.
@@ -508,7 +512,8 @@ class Client:
         try:
             claims = node.tokens.verify_connect(req.token)
         except TokenExpired as exc:
-            raise ProtocolError(codes.ERROR_TOKEN_EXPIRED) from exc
+            node.metrics.auth_failure("token_expired")
+            raise DisconnectError(codes.DISCONNECT_EXPIRED) from exc
         except TokenError as exc:
             node.metrics.auth_failure("invalid_token")
             raise DisconnectError(codes.DISCONNECT_INVALID_TOKEN) from exc
@@ -518,11 +523,11 @@ class Client:
         self.exp = claims.exp if claims.expire_at is None else claims.expire_at
         if claims.info:
             self.info = claims.info
-        result = RefreshResult(client=self.id, version=VERSION)
+        result = RefreshResult()
         if self.exp:
-            ttl = self.exp - int(time.time())
+            ttl = min(self.exp - int(time.time()), MAX_TTL)
             if ttl <= 0:
-                raise ProtocolError(codes.ERROR_TOKEN_EXPIRED)
+                raise DisconnectError(codes.DISCONNECT_EXPIRED)
             result.expires = True
             result.ttl = ttl
         node.on_client_refreshed(self)
@@ -541,13 +546,14 @@ class Client:
         except TokenExpired as exc:
             raise ProtocolError(codes.ERROR_TOKEN_EXPIRED) from exc
         except TokenError as exc:
+            node.metrics.auth_failure("invalid_subscription_token")
             raise DisconnectError(codes.DISCONNECT_INVALID_TOKEN) from exc
         if claims.channel != req.channel or claims.user != self.user:
             raise DisconnectError(codes.DISCONNECT_INVALID_TOKEN)
         sub.expire_at = claims.expire_at if claims.expire_at is not None else claims.exp
         result = SubRefreshResult()
         if sub.expire_at:
-            ttl = sub.expire_at - int(time.time())
+            ttl = min(sub.expire_at - int(time.time()), MAX_TTL)
             if ttl <= 0:
                 raise ProtocolError(codes.ERROR_TOKEN_EXPIRED)
             result.expires = True

@@ -27,6 +27,7 @@ from neoevents.protocol.messages import (
     ClientInfo,
     Publication,
     Push,
+    Refresh,
     Reply,
     SubscribeRequest,
     SubscribeResult,
@@ -35,6 +36,8 @@ from neoevents.protocol.messages import (
 
 if TYPE_CHECKING:
     from neoevents.client import Client, Subscription
+
+MAX_TTL = 365 * 24 * 3600
 
 log = logging.getLogger("neoevents.node")
 
@@ -150,7 +153,9 @@ class Node:
         self._pending.pop(client, None)
         self.clients[client.id] = client
         self.users.setdefault(client.user, set()).add(client)
-        slot = (self._tick_count + random.randint(1, self._wheel_size)) % self._wheel_size
+        # The first ping comes between half an interval and a full interval after connect.
+        delay = random.randint((self._wheel_size + 1) // 2, self._wheel_size)
+        slot = (self._tick_count + delay) % self._wheel_size
         self._wheel[slot].add(client)
         self._slot_of[client] = slot
         self._schedule_expiry(client)
@@ -201,6 +206,8 @@ class Node:
         info = client.client_info(sub.info)
         if ns.presence:
             await self.presence.add_presence(channel, client.id, info)
+        if req.recover:
+            result.was_recovering = True
         if positioned:
             sub.positioned = True
             sub.recoverable = recoverable
@@ -229,7 +236,6 @@ class Node:
             ns.history_ttl,
             ns.history_meta_ttl,
         )
-        result.was_recovering = True
         result.epoch = position.epoch
         recovered = req.epoch == position.epoch
         if recovered:
@@ -316,6 +322,8 @@ class Node:
     # ---- server-side actions (server API) ------------------------------------------------------
 
     def user_clients(self, user: str, client_id: str = "") -> list[Client]:
+        if not user:
+            return []
         clients = list(self.users.get(user, ()))
         if client_id:
             clients = [c for c in clients if c.id == client_id]
@@ -331,14 +339,14 @@ class Node:
     async def unsubscribe_user(self, user: str, channel: str, client_id: str = "") -> None:
         for client in self.user_clients(user, client_id):
             sub = client.subs.pop(channel, None)
-            if sub is None:
-                continue
+            # The push goes out even when the client was not subscribed, as the reference does.
             push = Push(
                 channel=channel,
                 unsubscribe=Unsubscribe(code=codes.UNSUBSCRIBE_SERVER.code, reason=codes.UNSUBSCRIBE_SERVER.reason),
             )
             client.send_reply(Reply(push=push))
-            await self.unsubscribe_client(client, channel, sub)
+            if sub is not None:
+                await self.unsubscribe_client(client, channel, sub)
 
     async def subscribe_user(self, user: str, channel: str, client_id: str = "") -> None:
         from neoevents.client import Subscription
@@ -374,6 +382,8 @@ class Node:
                 continue
             client.exp = expire_at
             self._schedule_expiry(client)
+            ttl = min(max(0, expire_at - int(time.time())), MAX_TTL) if expire_at else 0
+            client.send_reply(Reply(push=Push(refresh=Refresh(expires=bool(expire_at), ttl=ttl))))
 
     # ---- housekeeping --------------------------------------------------------------------------
 
@@ -421,7 +431,8 @@ class Node:
             sweep()
 
     def info(self) -> dict[str, Any]:
-        return {
+        uptime = int(time.time() - self.started_at)
+        info: dict[str, Any] = {
             "uid": self.name,
             "name": self.name,
             "version": "neoevents",
@@ -429,5 +440,8 @@ class Node:
             "num_users": len(self.users),
             "num_channels": len(self.hub.channels()),
             "num_subs": self.hub.num_subscriptions(),
-            "uptime": int(time.time() - self.started_at),
+            "metrics": {"interval": 60, "items": {}},
         }
+        if uptime:
+            info["uptime"] = uptime
+        return info

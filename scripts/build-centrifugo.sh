@@ -4,7 +4,8 @@ set -euo pipefail
 dest="${1:?destination dir}"
 version="v6.9.1"
 bin="$dest/centrifugo"
-if [ -x "$bin" ] && "$bin" version 2>/dev/null | grep -q "${version#v}"; then
+# `go install` builds report version 0.0.0, so read the module version from the build info instead.
+if [ -x "$bin" ] && go version -m "$bin" 2>/dev/null | grep -Eq "^\s+mod\s+github.com/centrifugal/centrifugo/v6\s+$version\b"; then
   exit 0
 fi
 mkdir -p "$dest"

@@ -19,7 +19,7 @@ from msgspec import Raw, Struct
 from neoevents.exceptions import ProtocolError
 from neoevents.node import Node
 from neoevents.protocol import codes
-from neoevents.protocol.messages import EMPTY, Publication
+from neoevents.protocol.messages import EMPTY
 
 log = logging.getLogger("neoevents.api")
 
@@ -100,8 +100,8 @@ class InfoParams(_P):
     pass
 
 
-def _bad_request(message: str = "bad request") -> ProtocolError:
-    return ProtocolError(codes.ERROR_BAD_REQUEST, message)
+def _bad_request() -> ProtocolError:
+    return ProtocolError(codes.ERROR_BAD_REQUEST)
 
 
 def _payload(data: Raw, b64data: str) -> bytes:
@@ -109,21 +109,10 @@ def _payload(data: Raw, b64data: str) -> bytes:
         try:
             return base64.b64decode(b64data, validate=True)
         except (binascii.Error, ValueError) as exc:
-            raise _bad_request("bad request: invalid b64data") from exc
+            raise _bad_request() from exc
     if data == EMPTY:
-        raise _bad_request("bad request: data required")
+        raise _bad_request()
     return bytes(data)
-
-
-def _pub_to_json(pub: Publication) -> dict[str, Any]:
-    out: dict[str, Any] = {"data": msgspec.json.decode(bytes(pub.data)) if pub.data else None}
-    if pub.info is not None:
-        out["info"] = msgspec.to_builtins(pub.info)
-    if pub.offset:
-        out["offset"] = pub.offset
-    if pub.tags:
-        out["tags"] = pub.tags
-    return out
 
 
 def _position(offset: int, epoch: str) -> dict[str, Any]:
@@ -134,6 +123,8 @@ def _position(offset: int, epoch: str) -> dict[str, Any]:
         out["epoch"] = epoch
     return out
 
+
+_encode = msgspec.json.Encoder().encode
 
 Method = Callable[[Any], Awaitable[Any]]
 
@@ -173,11 +164,11 @@ class Executor:
             raise _bad_request() from exc
 
     async def call(self, method: str, params: Any) -> Any:
-        """Run one method; raises ProtocolError for every caller mistake."""
+        """Run one method on raw (JSON bytes) or decoded params; raises ProtocolError for caller mistakes."""
         spec = self._methods.get(method)
         if spec is None:
             raise ProtocolError(codes.ERROR_METHOD_NOT_FOUND)
-        decoded = self.decode_params(method, params)
+        decoded = params if isinstance(params, spec[0]) else self.decode_params(method, params)
         result = await spec[1](decoded)
         self.node.metrics.api_request(method, True)
         return result
@@ -197,8 +188,6 @@ class Executor:
 
     def _check_channel(self, channel: str) -> None:
         if not channel:
-            raise _bad_request("bad request: channel required")
-        if len(channel) > self.node.config.channel_max_length:
             raise _bad_request()
         if self.node.namespace_for(channel) is None:
             raise ProtocolError(codes.ERROR_UNKNOWN_CHANNEL)
@@ -209,53 +198,47 @@ class Executor:
         position, _ = await self.node.publish(
             p.channel, data, tags=p.tags, idempotency_key=p.idempotency_key, skip_history=p.skip_history
         )
+        if p.skip_history:
+            return {}
         return _position(position.offset, position.epoch)
 
     async def broadcast(self, p: BroadcastParams) -> dict[str, Any]:
         if not p.channels:
-            raise _bad_request("bad request: channels required")
-        data = _payload(p.data, p.b64data)
+            raise _bad_request()
         responses: list[dict[str, Any]] = []
         for channel in p.channels:
             try:
+                data = _payload(p.data, p.b64data)
                 self._check_channel(channel)
                 position, _ = await self.node.publish(
                     channel, data, tags=p.tags, idempotency_key=p.idempotency_key, skip_history=p.skip_history
                 )
-                responses.append({"result": _position(position.offset, position.epoch)})
+                responses.append({"result": {} if p.skip_history else _position(position.offset, position.epoch)})
             except ProtocolError as exc:
                 responses.append({"error": {"code": exc.code, "message": str(exc)}})
         return {"responses": responses}
 
     async def subscribe(self, p: UserChannelParams) -> dict[str, Any]:
-        if not p.user:
-            raise _bad_request("bad request: user required")
         self._check_channel(p.channel)
         await self.node.subscribe_user(p.user, p.channel, p.client)
         return {}
 
     async def unsubscribe(self, p: UserChannelParams) -> dict[str, Any]:
-        if not p.user:
-            raise _bad_request("bad request: user required")
         self._check_channel(p.channel)
         await self.node.unsubscribe_user(p.user, p.channel, p.client)
         return {}
 
     async def disconnect(self, p: DisconnectParams) -> dict[str, Any]:
-        if not p.user:
-            raise _bad_request("bad request: user required")
         disconnect = codes.DISCONNECT_FORCE_NO_RECONNECT
         if p.disconnect is not None and p.disconnect.code:
             code = p.disconnect.code
             if not (3000 <= code <= 4999):
-                raise _bad_request("bad request: disconnect code must be in range 3000-4999")
+                raise _bad_request()
             disconnect = codes.Disconnect(code, p.disconnect.reason[:120])
         self.node.disconnect_user(p.user, disconnect, p.client, tuple(p.whitelist))
         return {}
 
     async def refresh(self, p: RefreshParams) -> dict[str, Any]:
-        if not p.user:
-            raise _bad_request("bad request: user required")
         self.node.refresh_user(p.user, p.client, p.expired, p.expire_at)
         return {}
 
@@ -265,7 +248,7 @@ class Executor:
         if ns is None or not ns.presence:
             raise ProtocolError(codes.ERROR_NOT_AVAILABLE)
         entries = await self.node.presence.presence(p.channel)
-        return {"presence": {cid: msgspec.to_builtins(info) for cid, info in entries.items()}}
+        return {"presence": entries}
 
     async def presence_stats(self, p: ChannelParams) -> dict[str, Any]:
         self._check_channel(p.channel)
@@ -279,9 +262,7 @@ class Executor:
         self._check_channel(p.channel)
         since = (p.since.offset, p.since.epoch) if p.since is not None else None
         pubs, position = await self.node.history(p.channel, limit=p.limit, since=since, reverse=p.reverse)
-        out: dict[str, Any] = {"publications": [_pub_to_json(pub) for pub in pubs]}
-        out.update(_position(position.offset, position.epoch))
-        return out
+        return {"publications": pubs, "epoch": position.epoch, "offset": position.offset}
 
     async def history_remove(self, p: ChannelParams) -> dict[str, Any]:
         self._check_channel(p.channel)
@@ -308,7 +289,8 @@ class Executor:
                 replies.append({"error": {"code": 107, "message": codes.ERROR_BAD_REQUEST.message}})
                 continue
             ((method, params),) = command.items()
-            reply = await self.call_safe(str(method), params)
+            # Params were decoded generically; re-encode so raw payload fields keep their exact bytes.
+            reply = await self.call_safe(str(method), _encode(params))
             if "result" in reply:
                 replies.append({method: reply["result"]})
             else:

@@ -2,7 +2,7 @@
 
 Replies are HTTP 200 with ``{"result": ...}`` or ``{"error": {"code", "message"}}``; ``batch`` replies
 ``{"replies": [...]}``. A missing or wrong key is a bare 401; an unknown method is a 404. A body that is
-not a JSON object is ``{"error": {"code": 107, "message": "bad request"}}``.
+not a JSON object of the method's shape is HTTP 400 with ``{"error": {"code": 107, "message": "bad request"}}``.
 """
 
 from __future__ import annotations
@@ -14,10 +14,14 @@ import msgspec
 
 from neoevents.api.executor import Executor
 from neoevents.config import Config
+from neoevents.exceptions import ProtocolError
 from neoevents.transport.http import HttpRequest, HttpResponse
 
 _encode = msgspec.json.Encoder().encode
 _BAD_REQUEST = b'{"error":{"code":107,"message":"bad request"}}'
+_NOT_FOUND = HttpResponse(404, b"404 page not found\n", "text/plain; charset=utf-8")
+_EMPTY_BATCH = b"{}"
+_UNAUTHORIZED = HttpResponse(401, b"", "")
 
 
 class ApiEndpoint:
@@ -43,7 +47,7 @@ class ApiEndpoint:
         if request.method != "POST":
             return HttpResponse(405, b"Method Not Allowed\n", "text/plain", {"Allow": "POST"})
         if not self.authorized(request):
-            return HttpResponse(401, b"Unauthorized\n", "text/plain")
+            return _UNAUTHORIZED
         method = request.path[len("/api") :].strip("/")
         executor = self._executor
         if method == "":
@@ -51,30 +55,33 @@ class ApiEndpoint:
         if method == "batch":
             return await self._batch(request.body)
         if not executor.has_method(method):
-            return HttpResponse(404, b"Not Found\n", "text/plain")
-        body = request.body or b"{}"
-        reply = await executor.call_safe(method, body)
+            return _NOT_FOUND
+        try:
+            params = executor.decode_params(method, request.body)
+        except ProtocolError:
+            return HttpResponse(400, _BAD_REQUEST)
+        reply = await executor.call_safe(method, params)
         return HttpResponse(200, _encode(reply))
 
     async def _batch(self, body: bytes) -> HttpResponse:
         try:
             decoded = msgspec.json.decode(body or b"{}")
         except msgspec.DecodeError:
-            return HttpResponse(200, _BAD_REQUEST)
+            return HttpResponse(400, _BAD_REQUEST)
         commands = decoded.get("commands") if isinstance(decoded, dict) else None
         if not isinstance(commands, list):
-            return HttpResponse(200, _BAD_REQUEST)
+            return HttpResponse(400, _BAD_REQUEST)
         replies = await self._executor.batch(commands)
-        return HttpResponse(200, _encode({"replies": replies}))
+        return HttpResponse(200, _encode({"replies": replies}) if replies else _EMPTY_BATCH)
 
     async def _legacy(self, body: bytes) -> HttpResponse:
         """``POST /api`` with ``{"method": ..., "params": ...}`` (older clients)."""
         try:
             decoded: Any = msgspec.json.decode(body or b"{}")
         except msgspec.DecodeError:
-            return HttpResponse(200, _BAD_REQUEST)
+            return HttpResponse(400, _BAD_REQUEST)
         if not isinstance(decoded, dict) or not isinstance(decoded.get("method"), str):
-            return HttpResponse(200, _BAD_REQUEST)
+            return HttpResponse(400, _BAD_REQUEST)
         method = decoded["method"]
         params = decoded.get("params") or {}
         if method == "batch":

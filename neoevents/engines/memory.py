@@ -92,6 +92,9 @@ class MemoryBroker:
             stream.offset += 1
             pub.offset = stream.offset
             stream.pubs.append(pub)
+            if pub.offset == 1:
+                # A subscriber that joined an empty stream learns its epoch from the first publication.
+                pub = msgspec.structs.replace(pub, epoch=stream.epoch)
             while len(stream.pubs) > options.history_size:
                 stream.pubs.popleft()
             stream.expire_at = now + options.history_ttl

@@ -140,6 +140,7 @@ class Publication(_Msg):
     delta: bool = False
     time: int = 0
     channel: str = ""
+    epoch: str = ""
 
 
 class SubscribeResult(_Msg):
@@ -187,7 +188,9 @@ class PresenceStatsResult(Struct, gc=False):
     num_users: int = 0
 
 
-class HistoryResult(_Msg):
+class HistoryResult(Struct, gc=False):
+    """Always carries ``publications``, ``epoch`` and ``offset`` (even when empty), as the reference does."""
+
     publications: list[Publication] = []
     epoch: str = ""
     offset: Uint64 = 0

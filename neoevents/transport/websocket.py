@@ -42,6 +42,13 @@ SUBPROTOCOL_PROTOBUF = "centrifuge-protobuf"
 CLOSE_GRACE = 2.0  # seconds to wait for the peer's close frame before dropping the TCP connection
 
 
+class _ServerProtocol(ServerProtocol):
+    """The library's state machine, closing over-limit messages with 1009 and no reason, like the reference."""
+
+    def fail(self, code: int, reason: str = "") -> None:
+        super().fail(code, "" if code == 1009 else reason)
+
+
 def _select_subprotocol(_: ServerProtocol, offered: Sequence[Subprotocol]) -> Subprotocol | None:
     if SUBPROTOCOL_PROTOBUF in offered:
         return Subprotocol(SUBPROTOCOL_PROTOBUF)
@@ -79,7 +86,7 @@ class WebSocketConnection(asyncio.Protocol):
         self._node = node
         self._flusher = flusher
         self.transport = transport
-        self._ws = ServerProtocol(
+        self._ws = _ServerProtocol(
             origins=None,
             logger=_protocol_log,
             select_subprotocol=_select_subprotocol,

@@ -93,7 +93,9 @@ async def test_connect_subscribe_publish_history(node: Node) -> None:
     await node.publish("chat:1", b'{"n":1}')
     await settle()
     pushes = [r for r in t.replies() if "push" in r]
-    assert pushes[-1]["push"]["pub"] == {"data": {"n": 1}, "offset": 1}  # type: ignore[index]
+    pub = pushes[-1]["push"]["pub"]  # type: ignore[index]
+    # The first publication of a stream tells subscribers its epoch.
+    assert pub == {"data": {"n": 1}, "offset": 1, "epoch": subscribe["subscribe"]["epoch"]}  # type: ignore[index]
     await feed(c, '{"id":3,"history":{"channel":"chat:1","limit":-1}}')
     [history] = t.replies()
     assert [p["offset"] for p in history["history"]["publications"]] == [1]  # type: ignore[index]

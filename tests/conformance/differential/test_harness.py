@@ -50,13 +50,14 @@ def test_protobuf_commands_encode_bytes_fields_as_json() -> None:
 
 
 def test_unknown_protobuf_fields_are_visible() -> None:
-    pub = Publication(offset=1).SerializeToString() + bytes([14 << 3 | 2, 3]) + b"abc"
+    # Field 20 is not defined in client.proto (say, a field a newer server adds).
+    pub = Publication(offset=1).SerializeToString() + bytes([20 << 3 | 2, 1, 3]) + b"abc"
     reply = Reply()
     reply.push.channel = "c"
     reply.push.pub.ParseFromString(pub)
     raw = reply.SerializeToString()
     assert decode_frame(encode_varint(len(raw)) + raw, "protobuf") == [
-        {"push": {"channel": "c", "pub": {"#14": "abc", "offset": 1}}}
+        {"push": {"channel": "c", "pub": {"#20": "abc", "offset": 1}}}
     ]
 
 
