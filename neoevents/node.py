@@ -16,6 +16,8 @@ import time
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
+from msgspec import Raw
+
 from neoevents.auth.tokens import TokenVerifier
 from neoevents.config import Config, NamespaceOptions
 from neoevents.engines.base import Broker, HistoryFilter, PresenceManager, PublishOptions, StreamPosition
@@ -24,6 +26,7 @@ from neoevents.hub import Hub
 from neoevents.metrics import Metrics
 from neoevents.protocol import codes
 from neoevents.protocol.messages import (
+    EMPTY,
     ClientInfo,
     Publication,
     Push,
@@ -348,7 +351,10 @@ class Node:
             if sub is not None:
                 await self.unsubscribe_client(client, channel, sub)
 
-    async def subscribe_user(self, user: str, channel: str, client_id: str = "") -> None:
+    async def subscribe_user(
+        self, user: str, channel: str, client_id: str = "", *, info: bytes = b"", data: bytes = b""
+    ) -> None:
+        """Subscribe the user's connections (all, or one client) and tell them with a ``subscribe`` push."""
         from neoevents.client import Subscription
         from neoevents.protocol.messages import Subscribe
 
@@ -361,6 +367,7 @@ class Node:
             sub = Subscription()
             sub.server_side = True
             sub.join_leave = ns.join_leave
+            sub.info = info
             client.subs[channel] = sub
             result = await self.subscribe_client(client, channel, sub, SubscribeRequest(channel=channel), ns)
             push = Push(
@@ -370,6 +377,7 @@ class Node:
                     epoch=result.epoch,
                     offset=result.offset,
                     positioned=result.positioned,
+                    data=Raw(data) if data else EMPTY,
                 ),
             )
             client.send_reply(Reply(push=push))

@@ -55,6 +55,11 @@ class UserChannelParams(_P):
     session: str = ""
 
 
+class SubscribeParams(UserChannelParams):
+    info: Raw = EMPTY
+    data: Raw = EMPTY
+
+
 class DisconnectObj(_P):
     code: int = 0
     reason: str = ""
@@ -137,7 +142,7 @@ class Executor:
         self._methods: dict[str, tuple[type[Struct], Method]] = {
             "publish": (PublishParams, self.publish),
             "broadcast": (BroadcastParams, self.broadcast),
-            "subscribe": (UserChannelParams, self.subscribe),
+            "subscribe": (SubscribeParams, self.subscribe),
             "unsubscribe": (UserChannelParams, self.unsubscribe),
             "disconnect": (DisconnectParams, self.disconnect),
             "refresh": (RefreshParams, self.refresh),
@@ -218,9 +223,9 @@ class Executor:
                 responses.append({"error": {"code": exc.code, "message": str(exc)}})
         return {"responses": responses}
 
-    async def subscribe(self, p: UserChannelParams) -> dict[str, Any]:
+    async def subscribe(self, p: SubscribeParams) -> dict[str, Any]:
         self._check_channel(p.channel)
-        await self.node.subscribe_user(p.user, p.channel, p.client)
+        await self.node.subscribe_user(p.user, p.channel, p.client, info=bytes(p.info), data=bytes(p.data))
         return {}
 
     async def unsubscribe(self, p: UserChannelParams) -> dict[str, Any]:
