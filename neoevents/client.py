@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
 from msgspec import Raw
@@ -27,6 +27,7 @@ from neoevents.protocol import codes
 from neoevents.protocol.codec import Codec
 from neoevents.protocol.messages import (
     EMPTY,
+    REQUEST_FIELDS,
     ClientInfo,
     Command,
     ConnectRequest,
@@ -34,6 +35,7 @@ from neoevents.protocol.messages import (
     Error,
     HistoryRequest,
     HistoryResult,
+    PingRequest,
     PresenceRequest,
     PresenceResult,
     PresenceStatsRequest,
@@ -78,6 +80,17 @@ class ClientTransport(Protocol):
     def frame(self, payload: bytes) -> bytes: ...
 
     def close(self, disconnect: codes.Disconnect) -> None: ...
+
+
+# Command field -> handler method. A command carries exactly one request; the first set field wins.
+_HANDLERS: dict[str, str] = {name: f"_{name}" for name in REQUEST_FIELDS}
+
+
+def _method_of(cmd: Command) -> str | None:
+    for name in REQUEST_FIELDS:
+        if getattr(cmd, name) is not None:
+            return name
+    return None
 
 
 class Subscription:
@@ -206,23 +219,18 @@ class Client:
         if self._is_pong(cmd):
             self._handle_pong()
             return
-        if self._unusable:
+        method = _method_of(cmd)
+        if self._unusable or method is None or (cmd.id == 0 and method != "send"):
             self.disconnect(codes.DISCONNECT_BAD_REQUEST)
             return
-        handler = self._dispatch(cmd)
-        if handler is None:
+        if self.state == _STATE_CONNECTING and method != "connect":
             self.disconnect(codes.DISCONNECT_BAD_REQUEST)
             return
-        if cmd.id == 0 and cmd.send is None:
-            self.disconnect(codes.DISCONNECT_BAD_REQUEST)
-            return
-        if self.state == _STATE_CONNECTING and cmd.connect is None:
-            self.disconnect(codes.DISCONNECT_BAD_REQUEST)
-            return
+        handler = getattr(self, _HANDLERS[method])
         try:
-            reply = await handler()
+            reply = await handler(getattr(cmd, method))
         except ProtocolError as exc:
-            if cmd.connect is not None:
+            if method == "connect":
                 self._unusable = True
             self.node.metrics.command_error(exc.code)
             reply = Reply(error=Error(exc.code, str(exc), exc.error.temporary))
@@ -253,38 +261,6 @@ class Client:
         if self._after is None:
             self._after = []
         self._after.append(coro)
-
-    def _dispatch(self, cmd: Command) -> Callable[[], Awaitable[Reply | None]] | None:
-        if cmd.connect is not None:
-            return lambda: self._connect(cmd.connect)  # type: ignore[arg-type]
-        if self.state != _STATE_CONNECTED:
-            return None if cmd.id == 0 else (lambda: self._not_connected())
-        if cmd.subscribe is not None:
-            return lambda: self._subscribe(cmd.subscribe)  # type: ignore[arg-type]
-        if cmd.unsubscribe is not None:
-            return lambda: self._unsubscribe(cmd.unsubscribe)  # type: ignore[arg-type]
-        if cmd.publish is not None:
-            return lambda: self._publish(cmd.publish)  # type: ignore[arg-type]
-        if cmd.presence is not None:
-            return lambda: self._presence(cmd.presence)  # type: ignore[arg-type]
-        if cmd.presence_stats is not None:
-            return lambda: self._presence_stats(cmd.presence_stats)  # type: ignore[arg-type]
-        if cmd.history is not None:
-            return lambda: self._history(cmd.history)  # type: ignore[arg-type]
-        if cmd.ping is not None:
-            return self._ping
-        if cmd.send is not None:
-            return lambda: self._send(cmd.send)  # type: ignore[arg-type]
-        if cmd.rpc is not None:
-            return lambda: self._rpc(cmd.rpc)  # type: ignore[arg-type]
-        if cmd.refresh is not None:
-            return lambda: self._refresh(cmd.refresh)  # type: ignore[arg-type]
-        if cmd.sub_refresh is not None:
-            return lambda: self._sub_refresh(cmd.sub_refresh)  # type: ignore[arg-type]
-        return None
-
-    async def _not_connected(self) -> Reply | None:
-        raise DisconnectError(codes.DISCONNECT_BAD_REQUEST)
 
     # ---- outgoing ------------------------------------------------------------------------------
 
@@ -494,7 +470,7 @@ class Client:
         )
         return Reply(history=HistoryResult(publications=pubs, epoch=position.epoch, offset=position.offset))
 
-    async def _ping(self) -> Reply:
+    async def _ping(self, req: PingRequest) -> Reply:
         # Protocol v2 has no ping command (pings are empty messages); the reference closes with 3501.
         raise DisconnectError(codes.DISCONNECT_BAD_REQUEST)
 
