@@ -30,8 +30,8 @@ centrifugo:
 	@bash scripts/build-centrifugo.sh "$(CACHE)/bin"
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check neoevents tests bench
-	$(VENV)/bin/ruff format --check neoevents tests bench
+	$(VENV)/bin/ruff check
+	$(VENV)/bin/ruff format --check
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy

@@ -54,9 +54,7 @@ def write_config(tmp_path: Path) -> Callable[..., Path]:
     return write
 
 
-def load(
-    write_config: Callable[..., Path], content: dict[str, Any], env: dict[str, str] | None = None
-) -> Config:
+def load(write_config: Callable[..., Path], content: dict[str, Any], env: dict[str, str] | None = None) -> Config:
     return load_config(str(write_config(content)), env=NO_ENV if env is None else env)
 
 
@@ -268,9 +266,7 @@ def test_durations(raw: object, seconds: float) -> None:
     assert parse_duration(raw) == pytest.approx(seconds)
 
 
-@pytest.mark.parametrize(
-    "raw", ["abc", "5 s", "5x", "s", "1h-5m", "", True, None, [], float("nan"), float("inf")]
-)
+@pytest.mark.parametrize("raw", ["abc", "5 s", "5x", "s", "1h-5m", "", True, None, [], float("nan"), float("inf")])
 def test_bad_durations(raw: object) -> None:
     with pytest.raises(ValueError, match="duration"):
         parse_duration(raw)
@@ -323,9 +319,7 @@ def test_redis_password_host_and_port_from_environment() -> None:
 
 
 def test_redis_host_from_environment_keeps_the_file_port(write_config: Callable[..., Path]) -> None:
-    assert load(write_config, {"redis_host": "a", "redis_port": 7000}, {"REDIS_HOST": "b"}).redis_address == (
-        "b:7000",
-    )
+    assert load(write_config, {"redis_host": "a", "redis_port": 7000}, {"REDIS_HOST": "b"}).redis_address == ("b:7000",)
     assert load(write_config, {"redis_address": "a:7001"}, {"REDIS_HOST": "b"}).redis_address == ("b:7001",)
 
 
@@ -367,9 +361,7 @@ def test_env_lists(write_config: Callable[..., Path], text: str) -> None:
 
 
 def test_env_namespaces_as_json_replace_the_file_list(write_config: Callable[..., Path]) -> None:
-    env = {
-        "NEOEVENTS_NAMESPACES": '[{"name": "chat", "presence": true, "history_size": 3, "history_ttl": "1m"}]'
-    }
+    env = {"NEOEVENTS_NAMESPACES": '[{"name": "chat", "presence": true, "history_size": 3, "history_ttl": "1m"}]'}
     config = load(write_config, {"namespaces": [{"name": "old"}]}, env)
     chat = config.namespace("chat")
     assert chat is not None and chat.presence and chat.history_ttl == 60.0
