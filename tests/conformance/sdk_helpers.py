@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import json
 import os
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -21,34 +20,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from google.protobuf import descriptor_pool
-
-
-def _load_sdk_protocol_into_own_pool() -> None:
-    """Both neoevents.protocol.client_pb2 and the SDK's centrifuge.protocol.client_pb2 define
-    "client.proto" (package centrifugal.centrifuge.protocol), and protobuf's default descriptor
-    pool holds only one of them per process. The SDK's copy goes into a pool of its own, so that
-    the SDK and neoevents modules can be imported in one test session, in either order. The
-    messages, and so what the SDK sends and receives, are the same."""
-    if "centrifuge.protocol.client_pb2" in sys.modules:
-        return
-    default = descriptor_pool.Default
-    own = descriptor_pool.DescriptorPool()
-    descriptor_pool.Default = lambda: own
-    try:
-        import centrifuge.protocol.client_pb2  # noqa: F401
-    finally:
-        descriptor_pool.Default = default
-
-
-_load_sdk_protocol_into_own_pool()
-
-import aiohttp  # noqa: E402
-import pytest  # noqa: E402
-from centrifuge import (  # noqa: E402
+import aiohttp
+import pytest
+from centrifuge import (
     Client,
     ClientEventHandler,
-    ClientState,
     ConnectedContext,
     ConnectingContext,
     DisconnectedContext,
@@ -56,30 +32,24 @@ from centrifuge import (  # noqa: E402
     JoinContext,
     LeaveContext,
     PublicationContext,
-    ReplyError,
     ServerJoinContext,
     ServerLeaveContext,
     ServerPublicationContext,
     ServerSubscribedContext,
     ServerSubscribingContext,
     ServerUnsubscribedContext,
-    StreamPosition,
     SubscribedContext,
     SubscribingContext,
     Subscription,
     SubscriptionErrorContext,
     SubscriptionEventHandler,
-    SubscriptionState,
     UnsubscribedContext,
 )
 
-from tests.support.servers import RunningServer, ServerOptions  # noqa: E402
+from tests.support.servers import RunningServer, ServerOptions
 
 if TYPE_CHECKING:
     from tests.conftest import ServerPool
-
-# Re-exported for the test modules, which import the SDK only through this module (see above).
-__all__ = ["ClientState", "ReplyError", "StreamPosition", "SubscriptionState"]
 
 TARGETS_ENV = "NEOEVENTS_CONFORMANCE_TARGETS"
 KNOWN_TARGETS = ("neoevents", "centrifugo")

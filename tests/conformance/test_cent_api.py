@@ -32,9 +32,9 @@ from cent import (
     SubscribeRequest,
     UnsubscribeRequest,
 )
+from centrifuge import ClientState
 
 from tests.conformance.sdk_helpers import (
-    ClientState,
     SdkClient,
     conformance_server,
     conformance_targets,

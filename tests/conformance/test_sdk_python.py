@@ -12,13 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import jwt
 import pytest
+from centrifuge import ClientState, ReplyError, StreamPosition, SubscriptionState
 
 from tests.conformance.sdk_helpers import (
     EXPIRED_CLOSE_DELAY,
-    ClientState,
-    ReplyError,
-    StreamPosition,
-    SubscriptionState,
     api,
     conformance_server,
     conformance_targets,
