@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 PERMISSION_DENIED = 103
 NOT_AVAILABLE = 108
 TOKEN_EXPIRED = 109
-RPC_WITHOUT_HANDLER = NOT_AVAILABLE  # see test_sdk_python
+RPC_WITHOUT_HANDLER = {"neoevents": 104, "centrifugo": NOT_AVAILABLE}  # see test_sdk_python
 INVALID_TOKEN = 3500
 CUSTOM_RECONNECT = 4001
 
@@ -72,7 +72,7 @@ async def test_connect_with_token(server: RunningServer, protobuf: bool) -> None
     assert connected["client"]
     assert connected["transport"] == "websocket"
     rpc = js_event(events, "rpc")
-    assert (rpc["ok"], rpc["code"]) == (False, RPC_WITHOUT_HANDLER)
+    assert (rpc["ok"], rpc["code"]) == (False, RPC_WITHOUT_HANDLER[server.kind])
     assert js_event(events, "disconnected")["code"] == 0  # disconnect() called
     assert js_events(events, "error") == []
 
