@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from neoevents.auth.tokens import TokenError, TokenExpired, TokenVerifier
 from neoevents.config import Config
 
-SECRET = "hmac-secret-0123456789abcdef0123456789"
+SECRET = "hmac-secret-0123456789abcdef0123456789abcdef0123456789abcdef0123456789"
 PLATFORM = "platform-jwt-secret-0123456789abcdef0123456789abcdef0123456789"
 
 
