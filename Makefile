@@ -48,3 +48,10 @@ proto: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+# Benchmarks against Centrifugo, nats-server and floor servers; writes bench/results/ and docs/benchmarks.md.
+# BENCH_ARGS="--quick" for a run of seconds, e.g. BENCH_ARGS="--scenarios fanout --targets neoevents,centrifugo".
+BENCH_ARGS ?=
+bench: $(STAMP) deps-system deps-node centrifugo
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) -m bench run $(BENCH_ARGS)

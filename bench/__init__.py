@@ -1,0 +1,2 @@
+"""Benchmark suite: a multi-process WebSocket load generator, targets (neoevents, Centrifugo, peers and floors),
+scenarios and a report writer. Run it with ``python -m bench run`` (or ``make bench``)."""

@@ -1,0 +1,319 @@
+"""Benchmark targets: the servers under test and how the load generator speaks to each of them.
+
+A target says how to start its server (pinned to the server CPUs), which subscriber protocol the load
+generator uses (``centrifugo`` JSON, ``nats`` over WebSocket, or ``raw`` for the floors), how logical channel
+names map onto its own, and which publisher injects publications. Adding a peer (Node ``ws``/socket.io,
+python-socketio, Django Channels...) means one more :class:`Target` subclass here plus, if it speaks a new
+protocol, one more branch in :class:`bench.loadgen.Subscriber` and a publisher in :mod:`bench.publishers`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.publishers import HttpApiPublisher, NatsPublisher, Publisher, WsPublisher
+from tests.support.servers import ServerOptions, centrifugo_bin_path, free_port, start_server
+
+REPO = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+NODE_MODULES = REPO / "tests" / "conformance" / "js" / "node_modules"
+
+# The namespaces every scenario uses: "bench" for fan-out channels, "tenant" for tenant:<i>:events.
+BENCH_OPTIONS = ServerOptions(
+    secret="bench-secret-0123456789abcdef0123456789",
+    api_key="bench-api-key",
+    namespaces=[
+        {"name": "bench", "allow_subscribe_for_client": True, "history_size": 0},
+        {"name": "tenant", "allow_subscribe_for_client": True, "history_size": 0},
+    ],
+    log_level="error",
+)
+
+
+@contextlib.contextmanager
+def pinned(cpus: list[int] | None) -> Iterator[None]:
+    """Run the body (which starts a server) with this process pinned to ``cpus``: the child inherits it.
+
+    The Go runtime sizes GOMAXPROCS from the affinity it starts with, so pinning before exec matters.
+    """
+    if not cpus:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+@dataclass
+class Endpoint:
+    """What the load generator needs to know about a running target."""
+
+    proto: str  # subscriber protocol: "centrifugo" | "nats" | "raw"
+    host: str
+    port: int
+    path: str  # WebSocket path; may contain {channel}
+    secret: str = ""
+
+
+class RunningTarget:
+    def __init__(self, name: str, pid: int, endpoint: Endpoint, stop: contextlib.ExitStack) -> None:
+        self.name = name
+        self.pid = pid
+        self.endpoint = endpoint
+        self._stop = stop
+        self.publisher_factory: Publisher | None = None
+
+    def channel(self, logical: str) -> str:
+        return logical
+
+    async def publisher(self, connections: int = 4) -> Publisher:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        self._stop.close()
+
+
+class Target:
+    name = ""
+    description = ""
+    has_api = False  # serves the Centrifugo HTTP API (the api scenario)
+    has_auth = False  # connections carry a JWT and subscribe with a protocol command
+
+    def unavailable(self) -> str | None:
+        """None when the target can run here, otherwise why not."""
+        return None
+
+    def version(self) -> str:
+        return ""
+
+    def start(self, workdir: Path, cpus: list[int] | None) -> RunningTarget:
+        raise NotImplementedError
+
+
+# ---- Centrifugo protocol servers -------------------------------------------------------------------
+
+
+class _CentrifugoProtocolRunning(RunningTarget):
+    def __init__(self, name: str, pid: int, endpoint: Endpoint, stop: contextlib.ExitStack, api_key: str) -> None:
+        super().__init__(name, pid, endpoint, stop)
+        self.api_key = api_key
+
+    async def publisher(self, connections: int = 4) -> Publisher:
+        return await HttpApiPublisher(self.endpoint.host, self.endpoint.port, self.api_key, connections).start()
+
+
+class CentrifugoProtocolTarget(Target):
+    """neoevents or the reference Centrifugo, started from the same neutral options (tests/support/servers)."""
+
+    has_api = True
+    has_auth = True
+
+    def __init__(self, kind: str) -> None:
+        self.kind = self.name = kind
+        self.description = {
+            "neoevents": "neoevents (this repository), memory engine",
+            "centrifugo": "Centrifugo OSS, memory engine, same options",
+        }[kind]
+
+    def unavailable(self) -> str | None:
+        if self.kind == "centrifugo" and not centrifugo_bin_path().exists():
+            return f"no Centrifugo binary at {centrifugo_bin_path()} (make centrifugo)"
+        return None
+
+    def version(self) -> str:
+        if self.kind == "centrifugo":
+            out = subprocess.run([str(centrifugo_bin_path()), "version"], capture_output=True, text=True, check=False)
+            return out.stdout.strip()
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO)
+        return f"neoevents {rev.stdout.strip()}"
+
+    def start(self, workdir: Path, cpus: list[int] | None) -> RunningTarget:
+        with pinned(cpus):
+            server = start_server(self.kind, BENCH_OPTIONS, workdir)
+        stop = contextlib.ExitStack()
+        stop.callback(server.stop)
+        endpoint = Endpoint("centrifugo", HOST, server.port, "/connection/websocket", BENCH_OPTIONS.secret)
+        return _CentrifugoProtocolRunning(self.name, server.process.pid, endpoint, stop, BENCH_OPTIONS.api_key)
+
+
+# ---- generic processes -----------------------------------------------------------------------------
+
+
+def _wait_port(host: str, port: int, proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with code {proc.returncode} before listening on {port}")
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"server did not listen on {host}:{port} within {timeout}s")
+
+
+def _spawn(
+    cmd: list[str], workdir: Path, name: str, cpus: list[int] | None, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], contextlib.ExitStack]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    log = open(workdir / f"{name}.log", "wb")  # noqa: SIM115 - closed by the exit stack
+    with pinned(cpus):
+        proc = subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=REPO,
+            env={**os.environ, **(env or {})},
+        )
+    stop = contextlib.ExitStack()
+    stop.callback(log.close)
+
+    def terminate() -> None:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+    stop.callback(terminate)
+    return proc, stop
+
+
+# ---- nats-server -----------------------------------------------------------------------------------
+
+
+class _NatsRunning(RunningTarget):
+    def __init__(self, name: str, pid: int, endpoint: Endpoint, stop: contextlib.ExitStack, client_port: int) -> None:
+        super().__init__(name, pid, endpoint, stop)
+        self.client_port = client_port
+
+    def channel(self, logical: str) -> str:
+        return logical.replace(":", ".")
+
+    async def publisher(self, connections: int = 4) -> Publisher:
+        return await NatsPublisher(self.endpoint.host, self.client_port).start()
+
+
+class NatsTarget(Target):
+    name = "nats"
+    description = "nats-server WebSocket listener (core NATS subjects, no auth, no history)"
+
+    def unavailable(self) -> str | None:
+        return None if shutil.which("nats-server") else "nats-server is not installed (make deps-system)"
+
+    def version(self) -> str:
+        out = subprocess.run(["nats-server", "--version"], capture_output=True, text=True, check=False)
+        return out.stdout.strip()
+
+    def start(self, workdir: Path, cpus: list[int] | None) -> RunningTarget:
+        client_port, ws_port = free_port(), free_port()
+        conf = workdir / f"nats-{ws_port}.conf"
+        workdir.mkdir(parents=True, exist_ok=True)
+        conf.write_text(
+            f"listen: {HOST}:{client_port}\n"
+            "max_payload: 1048576\n"
+            f'websocket {{\n  listen: "{HOST}:{ws_port}"\n  no_tls: true\n  compression: false\n}}\n'
+        )
+        proc, stop = _spawn(["nats-server", "-c", str(conf)], workdir, f"nats-{ws_port}", cpus)
+        try:
+            _wait_port(HOST, ws_port, proc)
+            _wait_port(HOST, client_port, proc)
+        except RuntimeError:
+            stop.close()
+            raise
+        return _NatsRunning(self.name, proc.pid, Endpoint("nats", HOST, ws_port, "/"), stop, client_port)
+
+
+# ---- floors ----------------------------------------------------------------------------------------
+
+
+class _FloorRunning(RunningTarget):
+    async def publisher(self, connections: int = 4) -> Publisher:
+        return await WsPublisher(self.endpoint.host, self.endpoint.port).start()
+
+
+class FloorTarget(Target):
+    """A minimal broadcaster (see :mod:`bench.floors`): no protocol, no auth."""
+
+    def __init__(self, name: str, description: str, command: list[str], module: str = "", node: bool = False) -> None:
+        self.name = name
+        self.description = description
+        self._command = command
+        self._module = module
+        self._node = node
+
+    def unavailable(self) -> str | None:
+        if self._node:
+            if not shutil.which("node"):
+                return "node is not installed"
+            if not (NODE_MODULES / "ws").is_dir():
+                return f"the ws package is not installed in {NODE_MODULES} (make deps-node)"
+        if self._module:
+            try:
+                __import__(self._module)
+            except ImportError:
+                return f"Python package {self._module!r} is not installed (pip install -e '.[bench]')"
+        return None
+
+    def version(self) -> str:
+        if self._node:
+            return "node " + subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+        from importlib.metadata import version
+
+        return f"{self._module} {version(self._module)}"
+
+    def start(self, workdir: Path, cpus: list[int] | None) -> RunningTarget:
+        port = free_port()
+        env = {"NODE_PATH": str(NODE_MODULES)} if self._node else None
+        proc, stop = _spawn([*self._command, str(port)], workdir, f"{self.name}-{port}", cpus, env)
+        try:
+            _wait_port(HOST, port, proc)
+        except RuntimeError:
+            stop.close()
+            raise
+        return _FloorRunning(self.name, proc.pid, Endpoint("raw", HOST, port, "/sub/{channel}"), stop)
+
+
+def all_targets() -> dict[str, Target]:
+    py = [sys.executable, "-m"]
+    targets: list[Target] = [
+        CentrifugoProtocolTarget("neoevents"),
+        CentrifugoProtocolTarget("centrifugo"),
+        NatsTarget(),
+        FloorTarget(
+            "floor-picows",
+            "floor: picows 2.3 server, one pre-encoded frame written to every socket",
+            [*py, "bench.floors.picows_floor", "--port"],
+            module="picows",
+        ),
+        FloorTarget(
+            "floor-websockets",
+            "floor: websockets 17 (asyncio), one pre-encoded frame written to every socket",
+            [*py, "bench.floors.websockets_floor", "--port"],
+            module="websockets",
+        ),
+        FloorTarget(
+            "floor-node-ws",
+            "floor: Node.js ws 8, one pre-encoded frame written to every socket",
+            ["node", str(REPO / "bench" / "floors" / "node_ws_floor.js")],
+            node=True,
+        ),
+    ]
+    return {t.name: t for t in targets}
+
+
+DEFAULT_TARGETS = ("neoevents", "centrifugo", "nats", "floor-picows", "floor-websockets", "floor-node-ws")

@@ -1,0 +1,74 @@
+"""Smoke run of the benchmark suite: tiny sizes, neoevents and one floor, well-formed results only.
+
+No assertion here is about speed: the suite's numbers depend on the machine and on what else runs.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import skip_unless_kind_available
+
+REPO = Path(__file__).resolve().parents[2]
+TARGETS = ("neoevents", "floor-websockets")
+SCENARIOS = ("fanout", "channels", "idle", "storm", "api")
+
+
+@pytest.mark.timeout(300)
+def test_bench_quick_run_produces_well_formed_results(tmp_path: Path) -> None:
+    skip_unless_kind_available("neoevents")
+    cmd = [
+        sys.executable, "-m", "bench", "run", "--quick", "--no-docs", "--output", str(tmp_path),
+        "--targets", ",".join(TARGETS), "--scenarios", ",".join(SCENARIOS), "--workers", "1",
+        "--fanout", "20", "--channels", "20", "--idle", "20", "--storm", "20",
+        "--warmup", "0.3", "--window", "0.7", "--idle-window", "0.5",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=280, check=False)
+    files = list(tmp_path.glob("run-*-quick.json"))
+    assert len(files) == 1, f"no result file; exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    result = json.loads(files[0].read_text())
+    assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+
+    assert result["quick"] is True
+    assert set(result["targets"]) == set(TARGETS)
+    rows = result["rows"]
+    for row in rows:
+        assert set(row) == {"target", "scenario", "phase", "params", "metrics", "status", "note"}
+        assert row["status"] in ("ok", "skipped"), row
+        for key, value in row["metrics"].items():
+            if key.endswith(("_per_s", "_us_per_delivery", "_us_per_publish", "_util", "_mb")) and value is not None:
+                assert isinstance(value, int | float) and value >= 0, (key, row)
+
+    def phases(target: str, scenario: str) -> set[str]:
+        return {r["phase"] for r in rows if r["target"] == target and r["scenario"] == scenario}
+
+    for target in TARGETS:
+        assert phases(target, "fanout") == {"fixed-rate", "max-rate"}
+        assert phases(target, "channels") == {"fixed-rate", "max-rate"}
+        assert phases(target, "idle") == {"idle"}
+        assert phases(target, "storm") == {"connect+subscribe"}
+    assert phases("neoevents", "api") == {"single", "batch"}
+    assert [r["status"] for r in rows if r["target"] == "floor-websockets" and r["scenario"] == "api"] == ["skipped"]
+
+    for row in rows:
+        if row["scenario"] in ("fanout", "channels") and row["status"] == "ok":
+            m = row["metrics"]
+            assert m["deliveries"] > 0, row
+            assert m["cpu_us_per_delivery"] is not None, row
+            assert set(m["latency_ms"]) == {"p50", "p99", "p999", "max", "samples"}
+            assert m["latency_ms"]["samples"] > 0, row
+        if row["scenario"] == "idle":
+            assert row["metrics"]["connections_lost"] == 0
+        if row["scenario"] == "storm":
+            assert row["metrics"]["ok"] == 20
+
+    from bench.report import render
+
+    text = render(result, files[0], charts={})
+    for heading in ("## Fan-out", "## Many channels", "## Idle connections", "## Connect storm", "## HTTP publish API"):
+        assert heading in text
