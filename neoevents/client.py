@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from msgspec import Raw
 
-from neoevents.auth.tokens import TokenError, TokenExpired
+from neoevents.auth.tokens import SigningKeyUnavailable, TokenError, TokenExpired
 from neoevents.exceptions import DisconnectError, ProtocolError
 from neoevents.protocol import codes
 from neoevents.protocol.codec import Codec
@@ -293,10 +293,12 @@ class Client:
         channels: tuple[str, ...] = ()
         if req.token:
             try:
-                claims = node.tokens.verify_connect(req.token)
+                claims = await node.tokens.verify_connect_async(req.token)
             except TokenExpired as exc:
                 node.metrics.auth_failure("token_expired")
                 raise ProtocolError(codes.ERROR_TOKEN_EXPIRED) from exc
+            except SigningKeyUnavailable as exc:
+                raise ProtocolError(codes.ERROR_INTERNAL) from exc
             except TokenError as exc:
                 node.metrics.auth_failure("invalid_token")
                 log.info("invalid connection token: %s", exc.reason)
@@ -364,9 +366,11 @@ class Client:
         chan_info = b""
         if req.token:
             try:
-                claims = node.tokens.verify_subscribe(req.token)
+                claims = await node.tokens.verify_subscribe_async(req.token)
             except TokenExpired as exc:
                 raise ProtocolError(codes.ERROR_TOKEN_EXPIRED) from exc
+            except SigningKeyUnavailable as exc:
+                raise ProtocolError(codes.ERROR_INTERNAL) from exc
             except TokenError as exc:
                 node.metrics.auth_failure("invalid_subscription_token")
                 raise ProtocolError(codes.ERROR_PERMISSION_DENIED) from exc
@@ -486,10 +490,12 @@ class Client:
         if not req.token:
             raise DisconnectError(codes.DISCONNECT_BAD_REQUEST)
         try:
-            claims = node.tokens.verify_connect(req.token)
+            claims = await node.tokens.verify_connect_async(req.token)
         except TokenExpired as exc:
             node.metrics.auth_failure("token_expired")
             raise DisconnectError(codes.DISCONNECT_EXPIRED) from exc
+        except SigningKeyUnavailable as exc:
+            raise ProtocolError(codes.ERROR_INTERNAL) from exc
         except TokenError as exc:
             node.metrics.auth_failure("invalid_token")
             raise DisconnectError(codes.DISCONNECT_INVALID_TOKEN) from exc
@@ -518,9 +524,11 @@ class Client:
         if not req.token:
             raise DisconnectError(codes.DISCONNECT_BAD_REQUEST)
         try:
-            claims = node.tokens.verify_subscribe(req.token)
+            claims = await node.tokens.verify_subscribe_async(req.token)
         except TokenExpired as exc:
             raise ProtocolError(codes.ERROR_TOKEN_EXPIRED) from exc
+        except SigningKeyUnavailable as exc:
+            raise ProtocolError(codes.ERROR_INTERNAL) from exc
         except TokenError as exc:
             node.metrics.auth_failure("invalid_subscription_token")
             raise DisconnectError(codes.DISCONNECT_INVALID_TOKEN) from exc

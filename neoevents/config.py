@@ -64,6 +64,18 @@ class Config:
     token_audience: str = ""
     token_issuer: str = ""
     token_leeway: float = 0.0
+    # Refuse connection and subscription tokens without an ``exp`` claim.
+    token_require_exp: bool = False
+    # Algorithms each kind of key may verify (``none`` is never possible).
+    token_hmac_algorithms: tuple[str, ...] = ("HS256", "HS384", "HS512")
+    token_rsa_algorithms: tuple[str, ...] = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
+    token_ecdsa_algorithms: tuple[str, ...] = ("ES256", "ES384", "ES512")
+    # JWKS endpoint for RS/PS/ES/EdDSA keys selected by ``kid`` (empty: none).
+    token_jwks_public_endpoint: str = ""
+    token_jwks_algorithms: tuple[str, ...] = (
+        "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
+    )  # fmt: skip
+    token_jwks_cache_ttl: float = 300.0
     # Subscription tokens (default: the connection token keys).
     subscription_token_hmac_secret_key: str = ""
     # Server API.

@@ -31,6 +31,10 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Final, Literal, NamedTuple
 
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
 from neoevents.config import DEV_API_KEY, DEV_SECRET, Config, NamespaceOptions
 
 __all__ = [
@@ -243,11 +247,16 @@ def parse_duration(raw: object, *, whole_seconds: bool = False) -> float:
     return float(seconds)
 
 
-def _duration(*, whole_seconds: bool = False) -> ValueType:
+def _duration(*, whole_seconds: bool = False, maximum: float | None = None) -> ValueType:
     label = "duration (whole seconds)" if whole_seconds else "duration"
+    if maximum is not None:
+        label += f" (at most {maximum:g}s)"
 
     def parse(raw: object) -> float:
-        return parse_duration(raw, whole_seconds=whole_seconds)
+        seconds = parse_duration(raw, whole_seconds=whole_seconds)
+        if maximum is not None and seconds > maximum:
+            raise ValueError(f"must be at most {maximum:g}s, got {_show(raw)}")
+        return seconds
 
     return ValueType(label, parse, is_duration=True)
 
@@ -283,6 +292,60 @@ def _parse_regex(raw: object) -> str:
 
 def _regex() -> ValueType:
     return ValueType("regular expression", _parse_regex)
+
+
+HMAC_ALGORITHMS: Final = ("HS256", "HS384", "HS512")
+RSA_ALGORITHMS: Final = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
+EC_ALGORITHMS: Final = ("ES256", "ES384", "ES512")
+#: Largest ``token_leeway`` accepted (seconds).
+MAX_TOKEN_LEEWAY: Final = 30.0
+
+
+def _algorithm_list(allowed: tuple[str, ...]) -> ValueType:
+    """A non-empty list of JWT algorithm names, each one of ``allowed`` (exact spelling)."""
+
+    def parse(raw: object) -> tuple[str, ...]:
+        items = _raw_list(raw)
+        if not items:
+            raise ValueError("must list at least one algorithm")
+        for index, item in enumerate(items):
+            if item not in allowed:
+                raise ValueError(f"item {index} ({_show(item)}) must be one of {', '.join(allowed)}")
+        return tuple(dict.fromkeys(str(item) for item in items))
+
+    return ValueType("list of algorithms", parse)
+
+
+def _pem_public_key(kind: Literal["RSA", "ECDSA"]) -> ValueType:
+    """A PEM public key of ``kind`` (empty: none)."""
+
+    def parse(raw: object) -> str:
+        text = _parse_string(raw)
+        if not text.strip():
+            return ""
+        try:
+            key = serialization.load_pem_public_key(text.encode())
+        except (ValueError, TypeError, UnsupportedAlgorithm):
+            raise ValueError(f"is not a PEM public key (-----BEGIN PUBLIC KEY-----) for {kind}") from None
+        expected = rsa.RSAPublicKey if kind == "RSA" else ec.EllipticCurvePublicKey
+        if not isinstance(key, expected):
+            raise ValueError(f"is a PEM public key, but not an {kind} one")
+        return text
+
+    return ValueType("PEM public key", parse)
+
+
+_HTTP_URL: Final = re.compile(r"https?://[^\s/?#]+(/\S*)?")
+
+
+def _url() -> ValueType:
+    def parse(raw: object) -> str:
+        url = _parse_string(raw).strip()
+        if url and not _HTTP_URL.fullmatch(url):
+            raise ValueError(f"must be an http:// or https:// URL, got {_show(raw)}")
+        return url
+
+    return ValueType("URL", parse)
 
 
 def _raw_list(raw: object) -> list[object]:
@@ -413,11 +476,61 @@ KEYS: Final[tuple[KeySpec, ...]] = (
         "Empty disables it.",
         env=("JWT_SECRET",),
     ),
-    KeySpec("token_rsa_public_key", _string(), "PEM RSA public key for RS256/384/512 connection JWTs."),
-    KeySpec("token_ecdsa_public_key", _string(), "PEM ECDSA public key for ES256/384/512 connection JWTs."),
+    KeySpec(
+        "token_rsa_public_key",
+        _pem_public_key("RSA"),
+        "PEM RSA public key for RS256/384/512 and PS256/384/512 connection JWTs.",
+    ),
+    KeySpec(
+        "token_ecdsa_public_key",
+        _pem_public_key("ECDSA"),
+        "PEM ECDSA public key for ES256/384/512 connection JWTs.",
+    ),
     KeySpec("token_audience", _string(), "When set, connection JWTs must carry this `aud`."),
     KeySpec("token_issuer", _string(), "When set, connection JWTs must carry this `iss`."),
-    KeySpec("token_leeway", _duration(), "Clock skew tolerated when checking `exp` / `nbf` of tokens."),
+    KeySpec(
+        "token_leeway",
+        _duration(maximum=MAX_TOKEN_LEEWAY),
+        f"Clock skew tolerated when checking `exp` / `nbf` of tokens (at most {MAX_TOKEN_LEEWAY:g}s).",
+    ),
+    KeySpec(
+        "token_require_exp",
+        _BOOL,
+        "Refuse connection and subscription tokens without an `exp` claim (close 3500 / error 103).",
+    ),
+    KeySpec(
+        "token_hmac_algorithms",
+        _algorithm_list(HMAC_ALGORITHMS),
+        "Algorithms the HMAC keys (`token_hmac_secret_key`, `platform_jwt_secret`, "
+        "`subscription_token_hmac_secret_key`) may verify.",
+    ),
+    KeySpec(
+        "token_rsa_algorithms",
+        _algorithm_list(RSA_ALGORITHMS),
+        "Algorithms `token_rsa_public_key` may verify.",
+    ),
+    KeySpec(
+        "token_ecdsa_algorithms",
+        _algorithm_list(EC_ALGORITHMS),
+        "Algorithms `token_ecdsa_public_key` may verify (only the one matching the key's curve ever does).",
+    ),
+    KeySpec(
+        "token_jwks_public_endpoint",
+        _url(),
+        "URL of a JWKS document (`http://` or `https://`) with RS/PS/ES/EdDSA keys, chosen by the token's "
+        "`kid`. Fetched only for a token whose header and `iss`/`aud` passed every check; never redirected.",
+    ),
+    KeySpec(
+        "token_jwks_algorithms",
+        _algorithm_list((*RSA_ALGORITHMS, *EC_ALGORITHMS, "EdDSA")),
+        "Algorithms keys from the JWKS endpoint may verify (a key's own `alg` narrows it further).",
+    ),
+    KeySpec(
+        "token_jwks_cache_ttl",
+        _duration(),
+        "How long fetched JWKS keys are used before the endpoint is asked again; an unknown `kid` refetches "
+        "at most every 10 s.",
+    ),
     KeySpec(
         "subscription_token_hmac_secret_key",
         _string(),

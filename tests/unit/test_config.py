@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from neoevents.config import DEV_API_KEY, DEV_SECRET, Config, NamespaceOptions
 from neoevents.configfile import (
@@ -123,12 +125,21 @@ def test_example_file_loads_without_unknown_keys() -> None:
 # ---------------------------------------------------------------------------------------------------------
 # Centrifugo v5 names
 
+
+def _public_pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> str:
+    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return public.decode()
+
+
+RSA_PEM = _public_pem(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+ECDSA_PEM = _public_pem(ec.generate_private_key(ec.SECP256R1()))
+
 V5_CONFIG: dict[str, Any] = {
     "address": "127.0.0.1",
     "port": 9000,
     "token_hmac_secret_key": "hmac",
-    "token_rsa_public_key": "rsa-pem",
-    "token_ecdsa_public_key": "ecdsa-pem",
+    "token_rsa_public_key": RSA_PEM,
+    "token_ecdsa_public_key": ECDSA_PEM,
     "token_audience": "aud",
     "token_issuer": "iss",
     "api_key": "key",
@@ -174,7 +185,7 @@ def test_v5_names(write_config: Callable[..., Path]) -> None:
     config = load(write_config, V5_CONFIG)
     assert config.unknown_keys == ()
     assert (config.address, config.port) == ("127.0.0.1", 9000)
-    assert config.token_rsa_public_key == "rsa-pem" and config.token_ecdsa_public_key == "ecdsa-pem"
+    assert config.token_rsa_public_key == RSA_PEM and config.token_ecdsa_public_key == ECDSA_PEM
     assert (config.token_audience, config.token_issuer) == ("aud", "iss")
     assert config.api_insecure and config.client_insecure and config.client_anonymous
     assert config.redis_address == ("r1:6379", "redis://r2:6380/1")
