@@ -13,8 +13,8 @@ decision is taken from that one parse:
   configured JWKS endpoint; any other value is simply an unknown key id.
 * **Signature.** HMAC is checked with :mod:`hmac` directly (the fast path, a few microseconds); the
   public-key algorithms use PyJWT's algorithm objects with keys prepared once.
-* **Claims.** ``exp`` (expired → :class:`TokenExpired`), ``nbf``, ``aud`` and ``iss`` (exact string
-  equality when configured) with ``token_leeway`` seconds of clock skew (at most 30). With
+* **Claims.** ``exp`` and ``nbf`` (expired or not yet valid → :class:`TokenExpired`, as the reference
+  server answers both), ``aud`` and ``iss`` (exact string equality when configured) with ``token_leeway`` seconds of clock skew (at most 30). With
   ``token_require_exp`` a token without ``exp`` is refused.
 * **Kind.** A token carrying a ``channel`` claim is a subscription token and is refused as a connection
   token; a token without it is refused as a subscription token.
@@ -509,7 +509,9 @@ class TokenVerifier:
         elif self._require_exp:
             raise TokenError("missing exp")
         if "nbf" in claims and _number(claims, "nbf") > now + leeway:
-            raise TokenError("token not yet valid")
+            # As the reference server: a token that is not valid yet is answered like an expired one (109 /
+            # 3005), so that a client with a skewed clock fetches a new token instead of giving up.
+            raise TokenExpired("token not yet valid")
         if "iat" in claims:
             _number(claims, "iat")
         self._check_issuer_audience(claims)

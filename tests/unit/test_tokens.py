@@ -194,7 +194,7 @@ def test_leeway_applies_to_exp_and_nbf_and_is_capped() -> None:
     assert v.verify_connect(jwt.encode({"sub": "a", "nbf": now() + 5}, SECRET)).user == "a"
     with pytest.raises(TokenExpired):
         v.verify_connect(jwt.encode({"sub": "a", "exp": now() - 60}, SECRET))
-    with pytest.raises(TokenError, match="not yet valid"):
+    with pytest.raises(TokenExpired, match="not yet valid"):
         v.verify_connect(jwt.encode({"sub": "a", "nbf": now() + 60}, SECRET))
     capped = verifier(token_leeway=3600.0)  # the loader refuses this; the verifier caps it anyway
     with pytest.raises(TokenExpired):
