@@ -14,8 +14,8 @@ decision is taken from that one parse:
 * **Signature.** HMAC is checked with :mod:`hmac` directly (the fast path, a few microseconds); the
   public-key algorithms use PyJWT's algorithm objects with keys prepared once.
 * **Claims.** ``exp`` and ``nbf`` (expired or not yet valid → :class:`TokenExpired`, as the reference
-  server answers both), ``aud`` and ``iss`` (exact string equality when configured) with ``token_leeway`` seconds of clock skew (at most 30). With
-  ``token_require_exp`` a token without ``exp`` is refused.
+  server answers both) with ``token_leeway`` seconds of clock skew (at most 30), ``aud`` and ``iss``
+  (exact string equality when configured). With ``token_require_exp`` a token without ``exp`` is refused.
 * **Kind.** A token carrying a ``channel`` claim is a subscription token and is refused as a connection
   token; a token without it is refused as a subscription token.
 
