@@ -116,6 +116,8 @@ class Config:
     health: bool = True
     prometheus: bool = True
     shutdown_timeout: float = 30.0
+    # Test only: serve a WebSocket echo endpoint at /test/echo (protocol conformance runs). Never in production.
+    test_echo_endpoint: bool = False
     # Keys that were present in the source file but are not understood (reported, never silently dropped).
     unknown_keys: tuple[str, ...] = ()
 

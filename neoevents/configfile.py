@@ -646,6 +646,12 @@ KEYS: Final[tuple[KeySpec, ...]] = (
     KeySpec("health", _BOOL, "Serve `GET /health`."),
     KeySpec("prometheus", _BOOL, "Serve Prometheus metrics at `GET /metrics`."),
     KeySpec("shutdown_timeout", _duration(), "Time allowed for a graceful shutdown before connections are cut."),
+    KeySpec(
+        "test_echo_endpoint",
+        _BOOL,
+        "Test only: serve a WebSocket echo endpoint at `/test/echo`, on the same WebSocket stack and limits, for "
+        "protocol conformance runs. Never enable it in production.",
+    ),
     # Channel options: top level (= the default namespace) and inside each namespace.
     KeySpec("presence", _BOOL, "Keep presence information (who is subscribed).", target="channel"),
     KeySpec("join_leave", _BOOL, "Send join/leave messages to subscribers.", target="channel"),

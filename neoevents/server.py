@@ -13,6 +13,7 @@ from neoevents.config import Config
 from neoevents.engines.memory import MemoryBroker, MemoryPresenceManager
 from neoevents.metrics import CONTENT_TYPE_LATEST
 from neoevents.node import Node
+from neoevents.transport.echo import TEST_ECHO_PATH, EchoConnection
 from neoevents.transport.flusher import Flusher
 from neoevents.transport.http import HttpProtocol, HttpRequest, HttpResponse
 from neoevents.transport.websocket import WebSocketConnection
@@ -50,11 +51,18 @@ class Server:
         await self.node.start()
         node = self.node
 
-        def upgrade(transport: asyncio.Transport) -> WebSocketConnection:
+        def upgrade(transport: asyncio.Transport, path: str) -> WebSocketConnection:
+            if path == TEST_ECHO_PATH:
+                return EchoConnection(node, flusher, transport)
             return WebSocketConnection(node, flusher, transport)
 
+        ws_paths = [WEBSOCKET_PATH]
+        if self.config.test_echo_endpoint:
+            log.warning("test_echo_endpoint is on: serving a WebSocket echo at %s (tests only)", TEST_ECHO_PATH)
+            ws_paths.append(TEST_ECHO_PATH)
+
         def factory() -> HttpProtocol:
-            return HttpProtocol(self.handle, upgrade, WEBSOCKET_PATH, flusher, self._http)
+            return HttpProtocol(self.handle, upgrade, ws_paths, flusher, self._http)
 
         self._server = await loop.create_server(factory, host, port, backlog=4096, reuse_address=True)
         sock = self._server.sockets[0]

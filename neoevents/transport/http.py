@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from http import HTTPStatus
 
@@ -64,14 +64,14 @@ class HttpProtocol(asyncio.Protocol):
     def __init__(
         self,
         handler: Handler,
-        upgrade: Callable[[asyncio.Transport], WebSocketConnection],
-        websocket_path: str,
+        upgrade: Callable[[asyncio.Transport, str], WebSocketConnection],
+        websocket_path: str | Collection[str],
         flusher: Flusher,
         connections: set[HttpProtocol],
     ) -> None:
         self._handler = handler
         self._upgrade = upgrade
-        self._ws_path = websocket_path
+        self._ws_paths = frozenset((websocket_path,) if isinstance(websocket_path, str) else websocket_path)
         self._flusher = flusher
         self._connections = connections
         self.transport: asyncio.Transport | None = None
@@ -184,11 +184,11 @@ class HttpProtocol(asyncio.Protocol):
         self._buf = bytearray()
         url = httptools.parse_url(self._url)
         path = (url.path or b"/").decode("latin-1")
-        if path != self._ws_path or self._headers.get("upgrade", "").lower() != "websocket":
+        if path not in self._ws_paths or self._headers.get("upgrade", "").lower() != "websocket":
             self._fail(404)
             return
         self._connections.discard(self)
-        conn = self._upgrade(self.transport)
+        conn = self._upgrade(self.transport, path)
         self.transport.set_protocol(conn)
         conn.start(head, rest)
 

@@ -11,6 +11,7 @@ is closed with 3008, so a client that does not read cannot hold memory or slow a
 from __future__ import annotations
 
 import asyncio
+import codecs
 import fnmatch
 import logging
 from collections.abc import Sequence
@@ -40,6 +41,15 @@ _protocol_log.setLevel(logging.WARNING)
 SUBPROTOCOL_JSON = "centrifuge-json"
 SUBPROTOCOL_PROTOBUF = "centrifuge-protobuf"
 CLOSE_GRACE = 2.0  # seconds to wait for the peer's close frame before dropping the TCP connection
+_UTF8_DECODER = codecs.getincrementaldecoder("utf-8")
+
+
+def _valid_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 class _ServerProtocol(ServerProtocol):
@@ -47,6 +57,14 @@ class _ServerProtocol(ServerProtocol):
 
     def fail(self, code: int, reason: str = "") -> None:
         super().fail(code, "" if code == 1009 else reason)
+
+    def recv_frame(self, frame: Frame) -> None:
+        if frame.opcode is Opcode.CLOSE:
+            # RFC 6455 §5.4: control frames may come in the middle of a fragmented message, and a close there
+            # ends the connection normally. The library would fail it with 1002 ("incomplete fragmented
+            # message"); forget the unfinished message instead (Autobahn 7.1.5).
+            self.current_size = None
+        super().recv_frame(frame)
 
 
 def _select_subprotocol(_: ServerProtocol, offered: Sequence[Subprotocol]) -> Subprotocol | None:
@@ -75,6 +93,7 @@ class WebSocketConnection(asyncio.Protocol):
         "_node",
         "_pending",
         "_queue_max",
+        "_utf8",
         "_ws",
         "client",
         "codec",
@@ -100,6 +119,7 @@ class WebSocketConnection(asyncio.Protocol):
         self._closing = False
         self._frag: list[bytes] | None = None
         self._frag_text = False
+        self._utf8: codecs.IncrementalDecoder | None = None
         self._abort_handle: asyncio.TimerHandle | None = None
 
     # ---- handshake -----------------------------------------------------------------------------
@@ -130,9 +150,13 @@ class WebSocketConnection(asyncio.Protocol):
             self.codec = PROTOBUF
             self.framing = 1
         self._write_library_output()
-        self.client = Client(self._node, self)
+        self._session_opened()
         if rest:
             self.data_received(rest)
+
+    def _session_opened(self) -> None:
+        """The handshake succeeded: start the protocol session."""
+        self.client = Client(self._node, self)
 
     @staticmethod
     def _wants_protobuf(request: Request, subprotocol: str | None) -> bool:
@@ -148,35 +172,58 @@ class WebSocketConnection(asyncio.Protocol):
         ws.receive_data(data)
         for event in ws.events_received():
             if isinstance(event, Frame):
-                self._on_frame(event)
+                if event.opcode is Opcode.PING or event.opcode is Opcode.CLOSE:
+                    # Write the library's answer (pong, close) after what earlier frames produced and before
+                    # what later frames will, so the peer sees them in the order it sent the frames.
+                    self._write_library_output()
+                elif not self._on_frame(event):
+                    break  # this connection failed on that frame: what follows it is not processed
         self._write_library_output()
 
-    def _on_frame(self, frame: Frame) -> None:
+    def _on_frame(self, frame: Frame) -> bool:
+        """Handle a data frame; False when it failed the connection (invalid UTF-8).
+
+        The state machine has already refused bad sequences (a continuation without a start, a new message
+        inside a fragmented one), reserved bits and opcodes, and over-limit sizes; it yields no frame after
+        such a failure, so every frame seen here came before it and is handled.
+        """
         op = frame.opcode
+        if not (op is Opcode.TEXT or op is Opcode.BINARY or op is Opcode.CONT):
+            return True
         payload = bytes(frame.data)
-        if op is Opcode.TEXT or op is Opcode.BINARY:
+        if op is not Opcode.CONT:
             if frame.fin:
+                if op is Opcode.TEXT and not _valid_utf8(payload):
+                    self._ws.fail(1007, "invalid UTF-8")
+                    return False
                 self._deliver(payload, op is Opcode.TEXT)
-            else:
-                self._frag = [payload]
-                self._frag_text = op is Opcode.TEXT
-        elif op is Opcode.CONT and self._frag is not None:
+                return True
+            self._frag = [payload]
+            self._frag_text = op is Opcode.TEXT
+            self._utf8 = _UTF8_DECODER() if self._frag_text else None
+        elif self._frag is not None:
             self._frag.append(payload)
-            if frame.fin:
-                data = b"".join(self._frag)
-                self._frag = None
-                self._deliver(data, self._frag_text)
+        else:  # pragma: no cover - the state machine never yields an unexpected continuation
+            return True
+        if self._utf8 is not None:
+            # Validate fragmented text as it arrives, so a bad sequence fails the connection at once.
+            try:
+                self._utf8.decode(payload, frame.fin)
+            except UnicodeDecodeError:
+                self._frag = self._utf8 = None
+                self._ws.fail(1007, "invalid UTF-8")
+                return False
+        if frame.fin:
+            data = b"".join(self._frag)
+            self._frag = self._utf8 = None
+            self._deliver(data, self._frag_text)
+        return True
 
     def _deliver(self, data: bytes, text: bool) -> None:
-        if text:
-            try:
-                data.decode("utf-8")
-            except UnicodeDecodeError:
-                self._ws.fail(1007, "invalid UTF-8")
-                return
+        """A complete, valid message (text already checked to be UTF-8)."""
         client = self.client
         if client is not None and not self._closing:
-            client.on_message(bytes(data))
+            client.on_message(data)
 
     def eof_received(self) -> bool | None:
         self._ws.receive_eof()

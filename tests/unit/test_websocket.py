@@ -1,0 +1,180 @@
+"""The WebSocket layer (transport/websocket.py) driven byte by byte, with a sans-I/O client as the peer.
+
+The echo connection (transport/echo.py) is the real connection with an echoing session, so these tests
+check framing, fragmentation, UTF-8 validation, control frames and the closing handshake of the endpoint
+clients use, without sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from websockets.client import ClientProtocol
+from websockets.frames import Close, Frame, Opcode
+from websockets.http11 import Response
+from websockets.protocol import State
+from websockets.uri import parse_uri
+
+from neoevents.config import Config
+from neoevents.metrics import Metrics
+from neoevents.transport.echo import EchoConnection
+from neoevents.transport.flusher import Flusher
+
+pytestmark = pytest.mark.asyncio
+
+
+class FakeTransport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.out = bytearray()
+        self.closed = False
+        self.aborted = False
+
+    def write(self, data: Any) -> None:
+        self.out += data
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+class FakeNode:
+    def __init__(self, **config: Any) -> None:
+        self.config = Config(allowed_origins=("*",), **config)
+        self.metrics = Metrics()
+
+
+class Peer:
+    """A client state machine wired to an echo connection."""
+
+    def __init__(self, **config: Any) -> None:
+        self.transport = FakeTransport()
+        loop = asyncio.get_running_loop()
+        self.conn = EchoConnection(FakeNode(**config), Flusher(loop), self.transport)  # type: ignore[arg-type]
+        self.client = ClientProtocol(parse_uri("ws://localhost/test/echo"), max_size=None)
+        self.client.send_request(self.client.connect())
+        self.conn.start(b"".join(self.client.data_to_send()), b"")
+        self._pump()
+        [response] = self.client.events_received()
+        assert isinstance(response, Response) and response.status_code == 101
+
+    def _pump(self) -> None:
+        if self.transport.out:
+            data, self.transport.out = bytes(self.transport.out), bytearray()
+            self.client.receive_data(data)
+
+    async def send(self, *frames: Frame | bytes, chunks: int = 1) -> list[Frame]:
+        """Send frames (or raw bytes) in one write, or split into ``chunks`` writes; the frames sent back."""
+        wire = b"".join(f if isinstance(f, bytes) else f.serialize(mask=True, extensions=[]) for f in frames)
+        size = max(1, -(-len(wire) // chunks))
+        for start in range(0, len(wire), size):
+            self.conn.data_received(wire[start : start + size])
+        await asyncio.sleep(0)  # the flusher writes once per loop iteration
+        await asyncio.sleep(0)
+        self._pump()
+        return [event for event in self.client.events_received() if isinstance(event, Frame)]
+
+
+def text(data: bytes | str, fin: bool = True, opcode: Opcode = Opcode.TEXT) -> Frame:
+    return Frame(opcode, data.encode() if isinstance(data, str) else data, fin)
+
+
+def close_code(frames: list[Frame]) -> int | None:
+    for frame in frames:
+        if frame.opcode is Opcode.CLOSE:
+            return Close.parse(frame.data).code
+    return None
+
+
+async def test_text_and_binary_messages_are_echoed_in_kind() -> None:
+    peer = Peer()
+    frames = await peer.send(text("hello"), Frame(Opcode.BINARY, b"\x00\xff"))
+    assert [(f.opcode, f.data) for f in frames] == [(Opcode.TEXT, b"hello"), (Opcode.BINARY, b"\x00\xff")]
+
+
+async def test_fragmented_message_with_a_ping_in_between_gets_the_pong_first() -> None:
+    peer = Peer()
+    frames = await peer.send(text("frag1", fin=False), Frame(Opcode.PING, b"p"), text("frag2", opcode=Opcode.CONT))
+    assert [(f.opcode, f.data) for f in frames] == [(Opcode.PONG, b"p"), (Opcode.TEXT, b"frag1frag2")]
+
+
+async def test_a_message_before_a_ping_is_answered_before_the_pong() -> None:
+    peer = Peer()
+    frames = await peer.send(text("first"), Frame(Opcode.PING, b"p"))
+    assert [f.opcode for f in frames] == [Opcode.TEXT, Opcode.PONG]
+
+
+async def test_close_in_the_middle_of_a_fragmented_message_is_a_normal_close() -> None:
+    peer = Peer()
+    frames = await peer.send(text("frag1", fin=False), Frame(Opcode.CLOSE, Close(1000, "").serialize()))
+    assert close_code(frames) == 1000
+    assert peer.transport.closed
+
+
+async def test_invalid_utf8_in_one_frame_is_1007() -> None:
+    peer = Peer()
+    frames = await peer.send(text(b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80edited"))
+    assert close_code(frames) == 1007
+
+
+async def test_invalid_utf8_in_a_fragment_fails_before_the_message_ends() -> None:
+    peer = Peer()
+    frames = await peer.send(text("valid ", fin=False), text(b"\xff", fin=False, opcode=Opcode.CONT))
+    assert close_code(frames) == 1007, "fail fast: the final fragment has not been sent"
+
+
+async def test_utf8_sequence_split_across_fragments_is_valid() -> None:
+    peer = Peer()
+    euro = "€".encode()
+    frames = await peer.send(text(euro[:1], fin=False), text(euro[1:], opcode=Opcode.CONT))
+    assert [(f.opcode, f.data) for f in frames] == [(Opcode.TEXT, euro)]
+
+
+async def test_frames_before_a_protocol_error_are_still_handled() -> None:
+    peer = Peer()
+    bad = bytes([0x80 | 0x40 | 0x1, 0x80 | 1, 0, 0, 0, 0]) + b"x"  # RSV1 set without an extension
+    frames = await peer.send(text("ok"), bad, Frame(Opcode.PING, b""))
+    assert [f.opcode for f in frames] == [Opcode.TEXT, Opcode.CLOSE]
+    assert frames[0].data == b"ok" and close_code(frames) == 1002
+
+
+async def test_frames_after_invalid_utf8_are_not_handled() -> None:
+    peer = Peer()
+    frames = await peer.send(text("ok"), text(b"\xff"), text("never"))
+    assert [f.opcode for f in frames] == [Opcode.TEXT, Opcode.CLOSE]
+    assert close_code(frames) == 1007
+
+
+async def test_unexpected_continuation_and_nested_message_are_protocol_errors() -> None:
+    assert close_code(await Peer().send(text("x", opcode=Opcode.CONT))) == 1002
+    assert close_code(await Peer().send(text("a", fin=False), text("b"))) == 1002
+
+
+async def test_message_over_the_limit_is_1009_also_when_fragmented() -> None:
+    peer = Peer(websocket_message_size_limit=1000)
+    assert close_code(await peer.send(text("x" * 600, fin=False), text("y" * 600, opcode=Opcode.CONT))) == 1009
+    assert close_code(await Peer(websocket_message_size_limit=1000).send(Frame(Opcode.BINARY, b"z" * 1001))) == 1009
+
+
+async def test_frames_split_into_many_reads_are_reassembled() -> None:
+    peer = Peer()
+    frames = await peer.send(text("a" * 300, fin=False), text("b" * 300, opcode=Opcode.CONT), chunks=97)
+    assert [f.data for f in frames] == [b"a" * 300 + b"b" * 300]
+
+
+async def test_client_close_is_echoed_and_the_connection_ends() -> None:
+    peer = Peer()
+    frames = await peer.send(Frame(Opcode.CLOSE, Close(1001, "bye").serialize()))
+    assert close_code(frames) == 1001
+    assert peer.transport.closed
+    assert peer.client.state in (State.CLOSING, State.CLOSED)
