@@ -16,7 +16,7 @@ from typing import Any
 
 from bench import scenarios as sc
 from bench.loadgen import WorkerPool
-from bench.targets import DEFAULT_TARGETS, REPO, all_targets
+from bench.targets import DEFAULT_TARGETS, REPO, CentrifugoProtocolTarget, all_targets
 
 RESULTS = REPO / "bench" / "results"
 DOCS = REPO / "docs" / "benchmarks.md"
@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--storm", type=int, help="connections opened in the connect storm")
     run.add_argument("--warmup", type=float, help="seconds of warm-up before each measured window")
     run.add_argument("--window", type=float, help="seconds of each measured window")
+    run.add_argument("--neoevents-rev", default="", help="benchmark this git revision of neoevents, not the tree")
     run.add_argument("--output", type=Path, default=RESULTS, help="directory of the result file")
     run.add_argument("--docs", type=Path, default=DOCS, help="report to regenerate")
     run.add_argument("--no-docs", action="store_true", help="write the result file only")
@@ -95,7 +96,13 @@ def _machine(args: argparse.Namespace) -> dict[str, Any]:
         "python": platform.python_version(),
         "server_cpus": args.server_cpus,
         "client_cpus": args.client_cpus,
+        "loadavg_before": _loadavg(),
     }
+
+
+def _loadavg() -> str:
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
 
 
 async def run_suite(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
@@ -119,6 +126,9 @@ async def run_suite(args: argparse.Namespace, log: Any = print) -> dict[str, Any
         "targets": {},
         "rows": [],
     }
+    neo = registry["neoevents"]
+    if isinstance(neo, CentrifugoProtocolTarget):
+        neo.rev = args.neoevents_rev
     for name in args.targets:
         target = registry[name]
         reason = target.unavailable()
@@ -130,7 +140,7 @@ async def run_suite(args: argparse.Namespace, log: Any = print) -> dict[str, Any
         if reason:
             log(f"target {name} unavailable: {reason}")
     pool = WorkerPool(workers, args.client_cpus or None)
-    ctx = sc.Context(pool, sizes, workdir, log)
+    ctx = sc.Context(pool, sizes, workdir, log, list(args.server_cpus))
     try:
         for scenario in args.scenarios:
             for size, fn in sc.variants(scenario, sizes):
@@ -149,6 +159,7 @@ async def run_suite(args: argparse.Namespace, log: Any = print) -> dict[str, Any
     finally:
         await pool.shutdown()
     result["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    result["machine"]["loadavg_after"] = _loadavg()
     return result
 
 
@@ -197,8 +208,14 @@ def main(argv: list[str] | None = None) -> int:
         write_report(json.loads(path.read_text()), path, args.docs)
         print(f"wrote {args.docs}")
         return 0
+    import signal
+
     import uvloop
 
+    def interrupted(signum: int, _: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupted)  # stop servers and workers on the way out
     result = uvloop.run(run_suite(args))
     path = write_result(result, args.output)
     print(f"wrote {path}")

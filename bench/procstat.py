@@ -27,3 +27,21 @@ def rss_bytes(pid: int) -> int:
 def self_cpu_seconds() -> float:
     t = os.times()
     return t.user + t.system
+
+
+def cpu_times(cpus: list[int]) -> dict[str, float]:
+    """Seconds the given CPUs spent busy (anything but idle/iowait) and in softirq, from /proc/stat.
+
+    Loopback TCP work that the kernel defers to ksoftirqd is charged to no process; the busy time of the
+    server's core shows it (together with anything else that ran there).
+    """
+    busy = softirq = 0.0
+    wanted = {f"cpu{c}" for c in cpus}
+    with open("/proc/stat") as f:
+        for line in f:
+            name, *values = line.split()
+            if name in wanted:
+                ticks = [int(v) for v in values[:8]]
+                busy += sum(ticks) - ticks[3] - ticks[4]
+                softirq += ticks[6]
+    return {"busy": busy / CLOCK_TICKS, "softirq": softirq / CLOCK_TICKS}

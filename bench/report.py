@@ -256,7 +256,7 @@ def _sizes_text(result: dict[str, Any]) -> str:
 def _publish_table(rows: list[Row]) -> str:
     header = [
         "target", "phase", "deliveries/s", "CPU µs/delivery", "p50 ms", "p99 ms", "p99.9 ms",
-        "server CPU", "client CPU", "RSS MB", "KB/conn",
+        "server CPU", "server core busy", "client CPU", "RSS MB", "KB/conn",
     ]  # fmt: skip
     lines = []
     for r in rows:
@@ -271,6 +271,7 @@ def _publish_table(rows: list[Row]) -> str:
                 _fmt(_lat(r, "p99"), 2),
                 _fmt(_lat(r, "p999"), 2),
                 _fmt(m.get("server_cpu_util"), 2),
+                _fmt(m.get("server_core_busy"), 2),
                 _fmt(m.get("client_cpu_util"), 2),
                 _fmt(m.get("rss_mb")),
                 _fmt(m.get("rss_kb_per_conn")),
@@ -317,10 +318,11 @@ def _summary(rows: list[Row], result: dict[str, Any]) -> str:
         neo, cen = get()
         if neo is None and cen is None:
             continue
-        a = _lat(neo, key) if key.startswith("p") and neo else _m(neo, key)
-        b = _lat(cen, key) if key.startswith("p") and cen else _m(cen, key)
+        latency = key in ("p50", "p99", "p999")
+        a = _lat(neo, key) if latency and neo else _m(neo, key)
+        b = _lat(cen, key) if latency and cen else _m(cen, key)
         better = "higher is better" if higher_better else "lower is better"
-        marks = (_mark(neo) if neo else "") + (_mark(cen) if cen else "")
+        marks = " †" if any(r is not None and "†" in _mark(r) for r in (neo, cen)) else ""
         lines.append([label + marks, _fmt(a, 2), _fmt(b, 2), _ratio(a, b), better])
     return _table(["metric", "neoevents", "Centrifugo", "neoevents / Centrifugo", ""], lines)
 
@@ -421,7 +423,9 @@ def render(result: dict[str, Any], source: Path, charts: dict[str, str]) -> str:
     problems = [r for r in rows if r["status"] != "ok"]
     if problems:
         lines = [[f"`{r['target']}`", r["scenario"], r["phase"], r["status"], r["note"][:200]] for r in problems]
-        parts.append("## Skipped and failed\n\n" + _table(["target", "scenario", "phase", "status", "why"], lines))
+        parts.append(
+            "## Skipped and failed\n\n" + _table(["target", "scenario", "phase", "status", "why"], lines) + "\n"
+        )
     parts.append(PUBLISHED)
     return "\n".join(parts)
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from bench import wire
 from bench.loadgen import ConnSpec, WorkerPool
-from bench.procstat import cpu_seconds, rss_bytes, self_cpu_seconds
+from bench.procstat import cpu_seconds, cpu_times, rss_bytes, self_cpu_seconds
 from bench.publishers import Publisher
 from bench.targets import RunningTarget, Target
 
@@ -34,9 +34,9 @@ SCENARIOS = ("fanout", "channels", "idle", "storm", "api")
 @dataclass
 class Sizes:
     fanout_subscribers: list[int] = field(default_factory=lambda: [1000, 10000])
-    fanout_fixed_deliveries: int = 100_000  # deliveries/s during the fixed-rate fan-out phase
+    fanout_fixed_deliveries: int = 20_000  # deliveries/s during the fixed-rate fan-out phase
     channels: int = 5000
-    channels_fixed_rate: int = 10_000  # publications/s (= deliveries/s) during the fixed-rate phase
+    channels_fixed_rate: int = 5_000  # publications/s (= deliveries/s) during the fixed-rate phase
     idle_connections: int = 10_000
     idle_window: float = 30.0  # long enough to include a ping round (25 s) on both Centrifugo servers
     storm_connections: int = 5000
@@ -74,6 +74,7 @@ class Context:
     sizes: Sizes
     workdir: Path
     log: Callable[[str], None] = print
+    server_cpus: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -97,11 +98,22 @@ class _Snap:
     client_cpu: float
     delivered: int
     acked: int
+    core_busy: float = 0.0
+    core_softirq: float = 0.0
 
 
 def _snap(ctx: Context, target: RunningTarget, acked: int) -> _Snap:
     client = self_cpu_seconds() + sum(cpu_seconds(pid) for pid in ctx.pool.pids)
-    return _Snap(time.monotonic(), cpu_seconds(target.pid), client, ctx.pool.delivered(), acked)
+    core = cpu_times(ctx.server_cpus) if ctx.server_cpus else {"busy": 0.0, "softirq": 0.0}
+    return _Snap(
+        time.monotonic(),
+        cpu_seconds(target.pid),
+        client,
+        ctx.pool.delivered(),
+        acked,
+        core["busy"],
+        core["softirq"],
+    )
 
 
 def percentiles(samples_ns: array[int]) -> dict[str, float | int | None]:
@@ -130,6 +142,8 @@ def _window_metrics(a: _Snap, b: _Snap) -> dict[str, Any]:
         "cpu_us_per_publish": round(cpu * 1e6 / acked, 3) if acked else None,
         "server_cpu_util": round(cpu / dt, 3) if dt > 0 else None,
         "client_cpu_util": round((b.client_cpu - a.client_cpu) / dt, 3) if dt > 0 else None,
+        "server_core_busy": round((b.core_busy - a.core_busy) / dt, 3) if dt > 0 and b.core_busy else None,
+        "server_core_softirq": round((b.core_softirq - a.core_softirq) / dt, 3) if dt > 0 and b.core_busy else None,
     }
 
 
@@ -419,7 +433,8 @@ def _brief(m: dict[str, Any]) -> str:
     lat = m.get("latency_ms") or {}
     return (
         f"{m.get('deliveries_per_s')} deliveries/s, {m.get('cpu_us_per_delivery')} µs CPU/delivery, "
-        f"p50 {lat.get('p50')} p99 {lat.get('p99')} ms, server {m.get('server_cpu_util')} client "
+        f"p50 {lat.get('p50')} p99 {lat.get('p99')} ms, server {m.get('server_cpu_util')} "
+        f"(core {m.get('server_core_busy')}, softirq {m.get('server_core_softirq')}) client "
         f"{m.get('client_cpu_util')} CPU"
     )
 

@@ -74,7 +74,6 @@ class RunningTarget:
         self.pid = pid
         self.endpoint = endpoint
         self._stop = stop
-        self.publisher_factory: Publisher | None = None
 
     def channel(self, logical: str) -> str:
         return logical
@@ -123,6 +122,7 @@ class CentrifugoProtocolTarget(Target):
 
     def __init__(self, kind: str) -> None:
         self.kind = self.name = kind
+        self.rev = ""  # neoevents only: run this git revision (a clean export) instead of the working tree
         self.description = {
             "neoevents": "neoevents (this repository), memory engine",
             "centrifugo": "Centrifugo OSS, memory engine, same options",
@@ -135,14 +135,45 @@ class CentrifugoProtocolTarget(Target):
 
     def version(self) -> str:
         if self.kind == "centrifugo":
-            out = subprocess.run([str(centrifugo_bin_path()), "version"], capture_output=True, text=True, check=False)
+            binary = str(centrifugo_bin_path())
+            # `go install` builds report 0.0.0; the module version is in the build info.
+            info = subprocess.run(["go", "version", "-m", binary], capture_output=True, text=True, check=False)
+            for line in info.stdout.splitlines():
+                fields = line.split()
+                if fields[:2] == ["mod", "github.com/centrifugal/centrifugo/v6"] and len(fields) > 2:
+                    return f"Centrifugo {fields[2]}"
+            out = subprocess.run([binary, "version"], capture_output=True, text=True, check=False)
             return out.stdout.strip()
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO)
-        return f"neoevents {rev.stdout.strip()}"
+        git = ["git", "-C", str(REPO)]
+        rev = subprocess.run([*git, "rev-parse", "--short", self.rev or "HEAD"], capture_output=True, text=True)
+        if self.rev:
+            return f"neoevents {rev.stdout.strip()}"
+        dirty = subprocess.run([*git, "status", "--porcelain", "neoevents"], capture_output=True, text=True)
+        return f"neoevents {rev.stdout.strip()}{' + uncommitted changes' if dirty.stdout.strip() else ''}"
+
+    def _export(self, workdir: Path) -> Path:
+        """A clean copy of the neoevents package at ``self.rev`` (git archive), for PYTHONPATH."""
+        dest = workdir / f"neoevents-{self.rev}"
+        if not (dest / "neoevents").is_dir():
+            dest.mkdir(parents=True, exist_ok=True)
+            archive = subprocess.run(
+                ["git", "-C", str(REPO), "archive", self.rev, "neoevents"], capture_output=True, check=True
+            )
+            subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+        return dest
 
     def start(self, workdir: Path, cpus: list[int] | None) -> RunningTarget:
-        with pinned(cpus):
-            server = start_server(self.kind, BENCH_OPTIONS, workdir)
+        saved = os.environ.get("PYTHONPATH")
+        if self.kind == "neoevents" and self.rev:
+            os.environ["PYTHONPATH"] = str(self._export(workdir))
+        try:
+            with pinned(cpus):
+                server = start_server(self.kind, BENCH_OPTIONS, workdir)
+        finally:
+            if saved is None:
+                os.environ.pop("PYTHONPATH", None)
+            else:
+                os.environ["PYTHONPATH"] = saved
         stop = contextlib.ExitStack()
         stop.callback(server.stop)
         endpoint = Endpoint("centrifugo", HOST, server.port, "/connection/websocket", BENCH_OPTIONS.secret)
