@@ -126,6 +126,7 @@ class Client:
         "info",
         "node",
         "ping_sent",
+        "rate",
         "roles",
         "state",
         "subs",
@@ -146,6 +147,7 @@ class Client:
         self.subs: dict[str, Subscription] = {}
         self.exp = 0
         self.ping_sent = 0.0
+        self.rate = node.limits.client() if node.limits is not None else None
         self.created_at = time.monotonic()
         self._busy = False
         self._inbox: list[bytes] | None = None
@@ -228,6 +230,8 @@ class Client:
             return
         handler = getattr(self, _HANDLERS[method])
         try:
+            if self.rate is not None and method != "connect":
+                self.rate.check(self.user)  # 111, or 3013 for a connection that keeps flooding
             reply = await handler(getattr(cmd, method))
         except ProtocolError as exc:
             if method == "connect":

@@ -13,6 +13,15 @@ DEV_API_KEY = "neoevents-development-api-key"
 
 
 @dataclass(frozen=True, slots=True)
+class RateLimit:
+    """A configured budget: ``count`` requests per ``period`` seconds. ``count`` 0 is no limit; ``period`` 0
+    means ``Config.rate_limit_window``."""
+
+    count: int
+    period: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class NamespaceOptions:
     """Channel options for one namespace (the part of a channel name before the first ``:``).
 
@@ -106,6 +115,16 @@ class Config:
     client_history_max_publication_limit: int = 300
     client_recovery_max_publication_limit: int = 300
     client_concurrency: int = 0
+    # Rate limits and quotas (neoevents.ratelimit), all off unless enable_rate_limit is set. A limit left as
+    # None is rate_limit_max_requests per rate_limit_window.
+    enable_rate_limit: bool = False
+    rate_limit_window: float = 60.0
+    rate_limit_max_requests: int = 100
+    client_command_rate_limit: RateLimit | None = None
+    client_user_command_rate_limit: RateLimit | None = None
+    client_rejected_command_limit: RateLimit | None = None
+    client_ip_connection_rate_limit: RateLimit | None = None
+    api_tenant_publish_rate_limit: RateLimit | None = None
     # Channels.
     channel: NamespaceOptions = field(default_factory=NamespaceOptions)
     namespaces: tuple[NamespaceOptions, ...] = ()

@@ -35,7 +35,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from neoevents.config import DEV_API_KEY, DEV_SECRET, Config, NamespaceOptions
+from neoevents.config import DEV_API_KEY, DEV_SECRET, Config, NamespaceOptions, RateLimit
 
 __all__ = [
     "BUILTIN_NAMESPACES",
@@ -348,6 +348,35 @@ def _url() -> ValueType:
     return ValueType("URL", parse)
 
 
+_RATE_TEXT: Final = re.compile(r"(\d+)\s*(?:/\s*(\S+))?")
+_RATE_HINT: Final = "use a count (per rate_limit_window) or count/duration such as 20/1s, 1000/1m or 5/s"
+
+
+def _parse_rate(raw: object) -> RateLimit:
+    """``N`` (per ``rate_limit_window``) or ``N/duration``; a bare unit means one of it (``5/s``)."""
+    if isinstance(raw, str):
+        match = _RATE_TEXT.fullmatch(raw.strip())
+        if match is None:
+            raise ValueError(f"must be a rate, got {_show(raw)}; {_RATE_HINT}")
+        count, per = int(match.group(1)), match.group(2)
+        if per is None:
+            return RateLimit(count)
+        try:
+            period = parse_duration("1" + per if per[0].isalpha() else per)
+        except ValueError as exc:
+            raise ValueError(f"has a bad period: {exc}") from None
+        if period <= 0:
+            raise ValueError(f"must have a period greater than 0, got {_show(raw)}")
+        return RateLimit(count, period)
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 0:
+        raise ValueError(f"must be a rate, got {_show(raw)}; {_RATE_HINT}")
+    return RateLimit(raw)
+
+
+def _rate() -> ValueType:
+    return ValueType("rate (`N` or `N/duration`)", _parse_rate)
+
+
 def _raw_list(raw: object) -> list[object]:
     """A list from a native list, a JSON array string or a comma-separated string."""
     if isinstance(raw, list | tuple):
@@ -625,6 +654,60 @@ KEYS: Final[tuple[KeySpec, ...]] = (
         "Maximum publications recovered on resubscribe; more means the stream is reported as not recovered.",
     ),
     KeySpec("client_concurrency", _integer(0), "Commands of one connection handled concurrently; 0 is sequential."),
+    # Rate limits and quotas: see "Rate limits" in docs/configuration.md.
+    KeySpec(
+        "enable_rate_limit",
+        _BOOL,
+        "Seed key: turn on the rate limits and quotas below (each can still be turned off with 0).",
+        env=("ENABLE_RATE_LIMIT",),
+    ),
+    KeySpec(
+        "rate_limit_window",
+        _duration(),
+        "Seed key: the period of `rate_limit_max_requests` and of every limit given as a bare count.",
+        env=("RATE_LIMIT_WINDOW",),
+    ),
+    KeySpec(
+        "rate_limit_max_requests",
+        _integer(0),
+        "Seed key: the budget, per `rate_limit_window`, of every limit below that is not set; 0 turns those off.",
+        env=("RATE_LIMIT_MAX_REQUESTS",),
+    ),
+    KeySpec(
+        "client_command_rate_limit",
+        _rate(),
+        "Commands one connection may send (`connect` and pongs are not counted); over it a command gets error "
+        "111 (temporary). Unset: the seed budget.",
+        default="unset",
+    ),
+    KeySpec(
+        "client_user_command_rate_limit",
+        _rate(),
+        "Commands one user may send over all their connections on this node; over it: error 111. Anonymous "
+        "connections have only the per-connection limit. Unset: the seed budget.",
+        default="unset",
+    ),
+    KeySpec(
+        "client_rejected_command_limit",
+        _rate(),
+        "Commands refused with 111 one connection may accumulate; one more closes it with 3013 (a client that "
+        "keeps sending more than twice its budget). Unset: the seed budget.",
+        default="unset",
+    ),
+    KeySpec(
+        "client_ip_connection_rate_limit",
+        _rate(),
+        "WebSocket connection attempts per client IP address (IPv6: per /64 network); over it the upgrade is "
+        "refused with HTTP 429 and `Retry-After`. Unset: the seed budget.",
+        default="unset",
+    ),
+    KeySpec(
+        "api_tenant_publish_rate_limit",
+        _rate(),
+        "Publications through the server HTTP API per tenant (the `{id}` of `tenant:{id}:...` channels; other "
+        "channels are not limited); over it the request gets HTTP 429 with `Retry-After`. Unset: the seed budget.",
+        default="unset",
+    ),
     # Channels.
     KeySpec(
         "namespaces",
@@ -1044,6 +1127,8 @@ def _validate(config: Config, merged: _Layer, report: _Report) -> None:
     if config.ping_interval > 0 and config.pong_timeout >= config.ping_interval:
         reason = f"must be less than ping_interval ({config.pong_timeout:g}s >= {config.ping_interval:g}s)"
         report.error("pong_timeout", reason, source_of("pong_timeout"))
+    if config.rate_limit_window <= 0:
+        report.error("rate_limit_window", "must be greater than 0", source_of("rate_limit_window"))
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -60,6 +60,15 @@ class Metrics:
             ["method", "result"],
             registry=r,
         )
+        self.rate_limits = Counter(
+            "rate_limited_total",
+            "Requests refused by a rate limit, by kind: connection_command, user_command (error 111), "
+            "connection_attempt (WebSocket upgrade 429), api_publish (server API 429).",
+            ["kind"],
+            registry=r,
+        )
+        kinds = ("connection_command", "user_command", "connection_attempt", "api_publish")
+        self._rate_limited = {kind: self.rate_limits.labels(kind) for kind in kinds}
 
     def published(self, channel: str, seconds: float) -> None:
         self.events_published.labels(_namespace(channel)).inc()
@@ -83,6 +92,10 @@ class Metrics:
 
     def api_request(self, method: str, ok: bool) -> None:
         self.api_requests.labels(method, "ok" if ok else "error").inc()
+
+    def rate_limited(self, kind: str) -> None:
+        counter = self._rate_limited.get(kind)
+        (counter if counter is not None else self.rate_limits.labels(kind)).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

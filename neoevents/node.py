@@ -36,6 +36,7 @@ from neoevents.protocol.messages import (
     SubscribeResult,
     Unsubscribe,
 )
+from neoevents.ratelimit import RateLimits
 
 if TYPE_CHECKING:
     from neoevents.client import Client, Subscription
@@ -62,6 +63,8 @@ class Node:
         self.presence = presence
         self.metrics = metrics or Metrics()
         self.tokens = tokens or TokenVerifier(config)
+        # None unless enable_rate_limit: the hot paths check only this attribute.
+        self.limits = RateLimits(config, self.metrics) if config.enable_rate_limit else None
         self.hub = Hub()
         self.started_at = time.time()
         self.name = "neoevents"
@@ -142,6 +145,11 @@ class Node:
             raise ProtocolError(codes.ERROR_PERMISSION_DENIED)
 
     def user_connection_limit_reached(self, user: str) -> bool:
+        """Whether a new connection of ``user`` is over ``client_connection_limit`` (the node's connections)
+        or ``client_user_connection_limit`` (the user's, on this node); either closes it with 3504."""
+        node_limit = self.config.client_connection_limit
+        if node_limit > 0 and len(self.clients) >= node_limit:
+            return True
         limit = self.config.client_user_connection_limit
         if limit <= 0 or not user:
             return False

@@ -61,8 +61,10 @@ class Server:
             log.warning("test_echo_endpoint is on: serving a WebSocket echo at %s (tests only)", TEST_ECHO_PATH)
             ws_paths.append(TEST_ECHO_PATH)
 
+        admit = node.limits.admit_connection if node.limits is not None else None
+
         def factory() -> HttpProtocol:
-            return HttpProtocol(self.handle, upgrade, ws_paths, flusher, self._http)
+            return HttpProtocol(self.handle, upgrade, ws_paths, flusher, self._http, admit)
 
         self._server = await loop.create_server(factory, host, port, backlog=4096, reuse_address=True)
         sock = self._server.sockets[0]

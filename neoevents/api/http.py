@@ -3,11 +3,14 @@
 Replies are HTTP 200 with ``{"result": ...}`` or ``{"error": {"code", "message"}}``; ``batch`` replies
 ``{"replies": [...]}``. A missing or wrong key is a bare 401; an unknown method is a 404. A body that is
 not a JSON object of the method's shape is HTTP 400 with ``{"error": {"code": 107, "message": "bad request"}}``.
+With rate limiting on, publications over a tenant's quota (``publish``, ``broadcast`` and those in a ``batch``)
+are refused as a whole with HTTP 429, a ``Retry-After`` header and ``{"error": {"code": 111, ...}}``.
 """
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -15,6 +18,7 @@ import msgspec
 from neoevents.api.executor import Executor
 from neoevents.config import Config
 from neoevents.exceptions import ProtocolError
+from neoevents.ratelimit import retry_after_header
 from neoevents.transport.http import HttpRequest, HttpResponse
 
 _encode = msgspec.json.Encoder().encode
@@ -22,6 +26,27 @@ _BAD_REQUEST = b'{"error":{"code":107,"message":"bad request"}}'
 _NOT_FOUND = HttpResponse(404, b"404 page not found\n", "text/plain; charset=utf-8")
 _EMPTY_BATCH = b"{}"
 _UNAUTHORIZED = HttpResponse(401, b"", "")
+_TOO_MANY_REQUESTS = b'{"error":{"code":111,"message":"too many requests"}}'
+
+
+def _publish_channels(method: object, params: object) -> list[str]:
+    """The channels a ``publish`` or ``broadcast`` command publishes to (decoded or raw params)."""
+    name = "channel" if method == "publish" else "channels" if method == "broadcast" else None
+    if name is None:
+        return []
+    value = params.get(name) if isinstance(params, dict) else getattr(params, name, None)
+    values = [value] if name == "channel" else value if isinstance(value, list) else []
+    return [channel for channel in values if isinstance(channel, str)]
+
+
+def _batch_channels(commands: list[Any]) -> list[str]:
+    return [
+        channel
+        for command in commands
+        if isinstance(command, dict)
+        for method, params in command.items()
+        for channel in _publish_channels(method, params)
+    ]
 
 
 class ApiEndpoint:
@@ -29,6 +54,7 @@ class ApiEndpoint:
         self._key = config.api_key.encode()
         self._insecure = config.api_insecure
         self._executor = executor
+        self._limits = executor.node.limits
 
     def authorized(self, request: HttpRequest) -> bool:
         if self._insecure:
@@ -60,8 +86,19 @@ class ApiEndpoint:
             params = executor.decode_params(method, request.body)
         except ProtocolError:
             return HttpResponse(400, _BAD_REQUEST)
+        if self._limits is not None and (limited := self._over_quota(_publish_channels(method, params))):
+            return limited
         reply = await executor.call_safe(method, params)
         return HttpResponse(200, _encode(reply))
+
+    def _over_quota(self, channels: Iterable[str]) -> HttpResponse | None:
+        """HTTP 429 with ``Retry-After`` when the publications exceed a tenant's quota (nothing is published)."""
+        if self._limits is None:
+            return None
+        wait = self._limits.admit_publish(channels)
+        if wait <= 0:
+            return None
+        return HttpResponse(429, _TOO_MANY_REQUESTS, headers={"Retry-After": retry_after_header(wait)})
 
     async def _batch(self, body: bytes) -> HttpResponse:
         try:
@@ -71,6 +108,8 @@ class ApiEndpoint:
         commands = decoded.get("commands") if isinstance(decoded, dict) else None
         if not isinstance(commands, list):
             return HttpResponse(400, _BAD_REQUEST)
+        if self._limits is not None and (limited := self._over_quota(_batch_channels(commands))):
+            return limited
         replies = await self._executor.batch(commands)
         return HttpResponse(200, _encode({"replies": replies}) if replies else _EMPTY_BATCH)
 
@@ -86,5 +125,7 @@ class ApiEndpoint:
         params = decoded.get("params") or {}
         if method == "batch":
             return await self._batch(_encode(params))
+        if self._limits is not None and (limited := self._over_quota(_publish_channels(method, params))):
+            return limited
         reply = await self._executor.call_safe(method, params)
         return HttpResponse(200, _encode(reply))

@@ -15,6 +15,7 @@ from http import HTTPStatus
 
 import httptools
 
+from neoevents.ratelimit import retry_after_header
 from neoevents.transport.flusher import Flusher
 from neoevents.transport.websocket import WebSocketConnection
 
@@ -43,6 +44,8 @@ class HttpResponse:
 
 
 Handler = Callable[[HttpRequest], Awaitable[HttpResponse]]
+# Counts a WebSocket connection attempt from an address: 0.0 admits it, else seconds until one would be.
+Admit = Callable[[str], float]
 
 
 def render_response(resp: HttpResponse, keep_alive: bool) -> bytes:
@@ -68,8 +71,10 @@ class HttpProtocol(asyncio.Protocol):
         websocket_path: str | Collection[str],
         flusher: Flusher,
         connections: set[HttpProtocol],
+        admit: Admit | None = None,
     ) -> None:
         self._handler = handler
+        self._admit = admit
         self._upgrade = upgrade
         self._ws_paths = frozenset((websocket_path,) if isinstance(websocket_path, str) else websocket_path)
         self._flusher = flusher
@@ -187,16 +192,22 @@ class HttpProtocol(asyncio.Protocol):
         if path not in self._ws_paths or self._headers.get("upgrade", "").lower() != "websocket":
             self._fail(404)
             return
+        if self._admit is not None:
+            wait = self._admit(self._remote)
+            if wait > 0:
+                self._fail(429, {"Retry-After": retry_after_header(wait)})
+                return
         self._connections.discard(self)
         conn = self._upgrade(self.transport, path)
         self.transport.set_protocol(conn)
         conn.start(head, rest)
 
-    def _fail(self, status: int) -> None:
+    def _fail(self, status: int, headers: dict[str, str] | None = None) -> None:
         if self.transport is not None and not self._closed:
             self._closed = True
             body = HTTPStatus(status).phrase.encode() + b"\n"
-            self.transport.write(render_response(HttpResponse(status, body, "text/plain"), keep_alive=False))
+            response = HttpResponse(status, body, "text/plain", headers or {})
+            self.transport.write(render_response(response, keep_alive=False))
             self.transport.close()
 
     def shutdown(self) -> None:
