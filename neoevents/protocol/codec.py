@@ -51,7 +51,8 @@ class JsonCodec:
                 continue
             try:
                 commands.append(_json_decoder.decode(line))
-            except (msgspec.DecodeError, msgspec.ValidationError):
+            except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+                # RecursionError: JSON nested deeper than the decoder's limit (e.g. ``"data": [[[[...]]]]``).
                 return commands, False
         return commands, bool(commands)
 
@@ -161,7 +162,7 @@ class ProtobufCodec:
             try:
                 message = _PB_COMMAND.FromString(data[pos : pos + length])
                 commands.append(msgspec.convert(_pb_to_dict(message), Command))
-            except (PbDecodeError, msgspec.ValidationError, ValueError, TypeError):
+            except (PbDecodeError, msgspec.ValidationError, ValueError, TypeError, RecursionError):
                 return commands, False
             pos += length
         return commands, bool(commands)

@@ -303,7 +303,16 @@ class WebSocketConnection(asyncio.Protocol):
                 self.flush()
             else:
                 self.transport.write(b"".join(out))
-        if eof or ws.state is State.CLOSED:
+        if eof and ws.state is not State.CLOSED and ws.close_rcvd is None and self.transport.can_write_eof():
+            # We failed the connection (protocol error, invalid UTF-8, message too big) while the peer may still
+            # be sending: closing the socket with unread data would reset the connection, and the peer could
+            # lose our close frame. Half-close instead, discard what still arrives, and drop the connection
+            # when the peer closes its side or after CLOSE_GRACE.
+            self._closing = True
+            self.transport.write_eof()
+            if self._abort_handle is None:
+                self._abort_handle = asyncio.get_running_loop().call_later(CLOSE_GRACE, self.transport.abort)
+        elif eof or ws.state is State.CLOSED:
             self._closing = True
             self.transport.close()
         elif ws.state is State.CLOSING and not self._closing:

@@ -38,6 +38,8 @@ def test_json_decodes_newline_joined_commands_with_raw_payloads() -> None:
         b'{"id":1,"subscribe":{"channel":5}}',
         b'{"id":1',
         b"\xff",
+        b'{"id":2,"publish":{"channel":"a","data":' + b"[" * 100_000 + b"]" * 100_000 + b"}}",
+        b'{"id":2,"publish":{"channel":"a","data":' + b'{"a":' * 5_000 + b"1" + b"}" * 5_000 + b"}}",
     ],
 )
 def test_json_malformed_frames_are_reported_not_raised(frame: bytes) -> None:

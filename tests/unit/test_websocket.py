@@ -31,6 +31,7 @@ class FakeTransport(asyncio.Transport):
         self.out = bytearray()
         self.closed = False
         self.aborted = False
+        self.eof_written = False
 
     def write(self, data: Any) -> None:
         self.out += data
@@ -43,6 +44,12 @@ class FakeTransport(asyncio.Transport):
 
     def is_closing(self) -> bool:
         return self.closed
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        self.eof_written = True
 
     def get_write_buffer_size(self) -> int:
         return 0
@@ -125,6 +132,16 @@ async def test_invalid_utf8_in_one_frame_is_1007() -> None:
     peer = Peer()
     frames = await peer.send(text(b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80edited"))
     assert close_code(frames) == 1007
+
+
+async def test_a_failed_connection_is_half_closed_so_the_peer_reads_the_close_frame() -> None:
+    """Closing with unread input would reset the TCP connection and could destroy the close frame."""
+    peer = Peer(websocket_message_size_limit=100)
+    frames = await peer.send(Frame(Opcode.BINARY, b"z" * 200))
+    assert close_code(frames) == 1009
+    assert peer.transport.eof_written and not peer.transport.closed
+    assert await peer.send(text("still sending")) == [], "what the peer still sends is discarded"
+    peer.conn.eof_received()  # the peer closes its side: asyncio then closes the transport
 
 
 async def test_invalid_utf8_in_a_fragment_fails_before_the_message_ends() -> None:
