@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from msgspec import Raw
 
+from neoevents.auth.rules import ANONYMOUS
 from neoevents.auth.tokens import SigningKeyUnavailable, TokenError, TokenExpired
 from neoevents.exceptions import DisconnectError, ProtocolError
 from neoevents.protocol import codes
@@ -123,6 +124,7 @@ class Client:
         "created_at",
         "exp",
         "id",
+        "identity",
         "info",
         "node",
         "ping_sent",
@@ -143,6 +145,7 @@ class Client:
         self.info: bytes = b""
         self.tenant_id = ""
         self.roles: tuple[str, ...] = ()
+        self.identity = ANONYMOUS  # as the channel rules see this connection (set from the token)
         self.state = _STATE_CONNECTING
         self.subs: dict[str, Subscription] = {}
         self.exp = 0
@@ -311,6 +314,7 @@ class Client:
             self.info = claims.info
             self.tenant_id = claims.tenant_id
             self.roles = claims.roles
+            self.identity = node.rules.identity(claims.user, claims.payload)
             self.exp = claims.exp if claims.expire_at is None else claims.expire_at
             channels = claims.channels + tuple(ch for ch in claims.subs if ch not in claims.channels)
         elif config.client_insecure or config.client_anonymous:
@@ -339,6 +343,13 @@ class Client:
             if channel in subs:
                 continue
             recover_req = req.subs.get(channel)
+            ns = node.namespace_for(channel)
+            if ns is not None:
+                try:
+                    # A token claiming a channel its own claims may not have is refused as a whole (3500).
+                    node.authorize(self, channel, ns, "subscribe", from_token=True)
+                except ProtocolError as exc:
+                    raise DisconnectError(codes.DISCONNECT_INVALID_TOKEN) from exc
             try:
                 subs[channel] = await self._subscribe_channel(
                     channel, recover_req or SubscribeRequest(channel=channel), server_side=True
@@ -383,6 +394,7 @@ class Client:
                 raise DisconnectError(codes.DISCONNECT_INVALID_TOKEN)
             expire_at = claims.expire_at if claims.expire_at is not None else claims.exp
             chan_info = claims.info
+            node.authorize(self, channel, ns, "subscribe", sub_token=True)
         else:
             node.authorize(self, channel, ns, "subscribe")
         result = await self._subscribe_channel(channel, req, server_side=False, chan_info=chan_info)
@@ -507,6 +519,7 @@ class Client:
             node.metrics.auth_failure("refresh_user_mismatch")
             raise DisconnectError(codes.DISCONNECT_INVALID_TOKEN)
         self.exp = claims.exp if claims.expire_at is None else claims.expire_at
+        self.identity = node.rules.identity(claims.user, claims.payload)
         if claims.info:
             self.info = claims.info
         result = RefreshResult()

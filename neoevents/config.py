@@ -22,6 +22,18 @@ class RateLimit:
 
 
 @dataclass(frozen=True, slots=True)
+class ChannelRules:
+    """Declarative channel rules of one namespace (``neoevents.auth.rules``): a channel ``pattern`` with named
+    segments and, per action, a CEL expression that must be true. An action without an expression is denied."""
+
+    pattern: str
+    subscribe: str | None = None
+    publish: str | None = None
+    history: str | None = None
+    presence: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class NamespaceOptions:
     """Channel options for one namespace (the part of a channel name before the first ``:``).
 
@@ -52,6 +64,8 @@ class NamespaceOptions:
     allow_history_for_anonymous: bool = False
     allow_user_limited_channels: bool = False
     channel_regex: str = ""
+    # Declarative rules; when set they replace the allow_* options above for every action.
+    rules: ChannelRules | None = None
 
     @property
     def history_enabled(self) -> bool:
@@ -125,6 +139,14 @@ class Config:
     client_rejected_command_limit: RateLimit | None = None
     client_ip_connection_rate_limit: RateLimit | None = None
     api_tenant_publish_rate_limit: RateLimit | None = None
+    # Channel rules: where the rule variables ``tenant``, ``roles`` and ``admin`` come from.
+    tenant_claim: str = "tenant_id"
+    roles_claim: str = "roles"
+    admin_role: str = "admin"
+    # Publish rule of the built-in tenant rules (a CEL expression; "false": users never publish).
+    tenant_publish_rule: str = "false"
+    # Accept ``Authorization: Bearer <user JWT>`` on the server API, held to the channel rules.
+    api_user_tokens: bool = True
     # Channels.
     channel: NamespaceOptions = field(default_factory=NamespaceOptions)
     namespaces: tuple[NamespaceOptions, ...] = ()

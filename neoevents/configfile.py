@@ -35,7 +35,8 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from neoevents.config import DEV_API_KEY, DEV_SECRET, Config, NamespaceOptions, RateLimit
+from neoevents.auth.rules import ACTIONS, RuleSyntaxError, compile_expression, default_rules, rule_problems
+from neoevents.config import DEV_API_KEY, DEV_SECRET, ChannelRules, Config, NamespaceOptions, RateLimit
 
 __all__ = [
     "BUILTIN_NAMESPACES",
@@ -377,6 +378,41 @@ def _rate() -> ValueType:
     return ValueType("rate (`N` or `N/duration`)", _parse_rate)
 
 
+_RULE_KEYS: Final = ("pattern", *ACTIONS)
+
+
+def _parse_rules(raw: object) -> ChannelRules:
+    """A ``rules`` object: ``pattern`` (required) and a CEL expression (or true/false) per action. Only the
+    shape is checked here; the pattern and expressions are compiled by ``channel_option_problems``."""
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"is not valid JSON: {exc.msg}") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"must be an object with a pattern and rules per action, got {_show(raw)}")
+    values: dict[str, str] = {}
+    for key, value in raw.items():
+        if key not in _RULE_KEYS:
+            close = difflib.get_close_matches(str(key), _RULE_KEYS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; expected {', '.join(_RULE_KEYS)}"
+            raise ValueError(f"has an unknown key {_show(key)}{hint}")
+        if isinstance(value, bool) and key != "pattern":
+            value = "true" if value else "false"
+        if not isinstance(value, str):
+            raise ValueError(f"{key} must be a string, got {_show(value)}")
+        values[key] = value
+    if "pattern" not in values:
+        raise ValueError("needs a pattern, e.g. tenant:{tenant_id}:{resource}")
+    return ChannelRules(**values)
+
+
+def _parse_rule_expression(raw: object) -> str:
+    if isinstance(raw, bool):
+        return "true" if raw else "false"
+    return _parse_string(raw)
+
+
 def _raw_list(raw: object) -> list[object]:
     """A list from a native list, a JSON array string or a comma-separated string."""
     if isinstance(raw, list | tuple):
@@ -702,6 +738,12 @@ KEYS: Final[tuple[KeySpec, ...]] = (
         default="unset",
     ),
     KeySpec(
+        "api_user_tokens",
+        _BOOL,
+        "Also accept `Authorization: Bearer <user JWT>` on the server API, for `publish`, `broadcast`, `history`, "
+        "`presence` and `presence_stats` only, held to the same channel rules as a WebSocket connection.",
+    ),
+    KeySpec(
         "api_tenant_publish_rate_limit",
         _rate(),
         "Publications through the server HTTP API per tenant (the `{id}` of `tenant:{id}:...` channels; other "
@@ -718,7 +760,18 @@ KEYS: Final[tuple[KeySpec, ...]] = (
     KeySpec(
         "builtin_namespaces",
         _BOOL,
-        "Add the built-in `tenant`, `admin` and `system` namespaces the file does not define.",
+        "Add the built-in `tenant`, `admin` and `system` namespaces the file does not define, and give a namespace "
+        "of those names without `rules` the built-in rules.",
+    ),
+    # Channel rules: see "Channel rules" in docs/configuration.md.
+    KeySpec("tenant_claim", _string(), "Token claim the rule variable `tenant` is read from."),
+    KeySpec("roles_claim", _string(), "Token claim the rule variable `roles` is read from."),
+    KeySpec("admin_role", _string(), "Role that makes the rule variable `admin` true (platform administrators)."),
+    KeySpec(
+        "tenant_publish_rule",
+        ValueType("CEL expression", _parse_rule_expression),
+        "Publish rule of the built-in `tenant` rules (client and user-token publications); "
+        "`vars.tenant_id == tenant` lets users publish into their own tenant.",
     ),
     # Operations.
     KeySpec(
@@ -809,6 +862,14 @@ KEYS: Final[tuple[KeySpec, ...]] = (
         _regex(),
         "When set, channel names (after the namespace) must match it.",
         target="channel",
+    ),
+    KeySpec(
+        "rules",
+        ValueType("rules object", _parse_rules),
+        "Channel `pattern` and a CEL rule per action (`subscribe`, `publish`, `history`, `presence`); replaces "
+        "the `allow_*` options. See [Channel rules](#channel-rules).",
+        target="channel",
+        default="none",
     ),
 )
 
@@ -1050,9 +1111,11 @@ def _build_namespaces(setting: _Setting | None, report: _Report) -> list[Namespa
     return built
 
 
-def builtin_namespace(name: str, history_size: int, history_ttl: float) -> NamespaceOptions:
-    """A built-in namespace: subscribable by any authenticated client, with presence, join/leave, history
-    and recovery available to subscribers. History is off when either size or TTL is 0."""
+def builtin_namespace(
+    name: str, history_size: int, history_ttl: float, tenant_publish_rule: str = "false"
+) -> NamespaceOptions:
+    """A built-in namespace with presence, join/leave, history and recovery, authorised by the built-in
+    rules (:func:`neoevents.auth.rules.default_rules`). History is off when either size or TTL is 0."""
     if history_size == 0 or history_ttl == 0:
         history_size, history_ttl = 0, 0.0
     return NamespaceOptions(
@@ -1066,6 +1129,7 @@ def builtin_namespace(name: str, history_size: int, history_ttl: float) -> Names
         force_recovery=False,
         history_size=history_size,
         history_ttl=history_ttl,
+        rules=default_rules(name, tenant_publish_rule),
     )
 
 
@@ -1074,7 +1138,25 @@ def _builtin_namespaces(merged: _Layer, defined: Iterable[NamespaceOptions]) -> 
     size = size_setting.value if size_setting is not None else BUILTIN_HISTORY_SIZE
     ttl = ttl_setting.value if ttl_setting is not None else BUILTIN_HISTORY_TTL
     taken = {namespace.name for namespace in defined}
-    return [builtin_namespace(name, size, ttl) for name in BUILTIN_NAMESPACES if name not in taken]
+    publish = _tenant_publish_rule(merged)
+    return [builtin_namespace(name, size, ttl, publish) for name in BUILTIN_NAMESPACES if name not in taken]
+
+
+def _tenant_publish_rule(merged: _Layer) -> str:
+    setting = merged.get("tenant_publish_rule")
+    return str(setting.value) if setting is not None else "false"
+
+
+def _with_builtin_rules(namespaces: list[NamespaceOptions], merged: _Layer) -> list[NamespaceOptions]:
+    """A namespace the file defines with a built-in name but no ``rules`` keeps the built-in rules, so that
+    changing, say, its history does not turn tenant isolation off."""
+    publish = _tenant_publish_rule(merged)
+    return [
+        dataclasses.replace(ns, rules=default_rules(ns.name, publish))
+        if ns.rules is None and ns.name in BUILTIN_NAMESPACES
+        else ns
+        for ns in namespaces
+    ]
 
 
 def _build_config(merged: _Layer, report: _Report) -> Config:
@@ -1088,6 +1170,7 @@ def _build_config(merged: _Layer, report: _Report) -> Config:
             channel_values[name] = setting.value
     namespaces = _build_namespaces(merged.get("namespaces"), report)
     if config_values.get("builtin_namespaces", True):
+        namespaces = _with_builtin_rules(namespaces, merged)
         namespaces += _builtin_namespaces(merged, namespaces)
     config_values["namespaces"] = tuple(namespaces)
     redis_address = _resolve_redis_address(merged, report)
@@ -1112,6 +1195,8 @@ def channel_option_problems(options: NamespaceOptions) -> list[tuple[str, str]]:
         problems.append(("history_meta_ttl", "must not be less than history_ttl"))
     if options.force_recovery and not options.history_enabled:
         problems.append(("force_recovery", "recovery needs history (history_size and history_ttl)"))
+    if options.rules is not None:
+        problems.extend(rule_problems(options.rules, options.name))
     return problems
 
 
@@ -1129,6 +1214,10 @@ def _validate(config: Config, merged: _Layer, report: _Report) -> None:
         report.error("pong_timeout", reason, source_of("pong_timeout"))
     if config.rate_limit_window <= 0:
         report.error("rate_limit_window", "must be greater than 0", source_of("rate_limit_window"))
+    try:
+        compile_expression(config.tenant_publish_rule, ("tenant_id", "resource"))
+    except RuleSyntaxError as exc:
+        report.error("tenant_publish_rule", str(exc), source_of("tenant_publish_rule"))
 
 
 # ----------------------------------------------------------------------------------------------------

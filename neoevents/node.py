@@ -13,11 +13,12 @@ import heapq
 import logging
 import random
 import time
-from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 from msgspec import Raw
 
+from neoevents.auth.rules import AccessRules, Identity
 from neoevents.auth.tokens import TokenVerifier
 from neoevents.config import Config, NamespaceOptions
 from neoevents.engines.base import Broker, HistoryFilter, PresenceManager, PublishOptions, StreamPosition
@@ -48,6 +49,19 @@ log = logging.getLogger("neoevents.node")
 _ACTIONS = ("subscribe", "publish", "history", "presence")
 
 
+class Subject(Protocol):
+    """Who asks for a channel action: a client connection, or a user token on the HTTP API."""
+
+    @property
+    def user(self) -> str: ...
+
+    @property
+    def identity(self) -> Identity: ...
+
+    @property
+    def subs(self) -> Mapping[str, object]: ...
+
+
 class Node:
     def __init__(
         self,
@@ -65,6 +79,7 @@ class Node:
         self.tokens = tokens or TokenVerifier(config)
         # None unless enable_rate_limit: the hot paths check only this attribute.
         self.limits = RateLimits(config, self.metrics) if config.enable_rate_limit else None
+        self.rules = AccessRules(config)
         self.hub = Hub()
         self.started_at = time.time()
         self.name = "neoevents"
@@ -118,10 +133,64 @@ class Node:
         idx = name.find(":")
         return self._namespaces.get(name[:idx] if idx >= 0 else "")
 
-    def authorize(self, client: Client, channel: str, ns: NamespaceOptions, action: str) -> None:
-        """Centrifugo channel permission options; raises 103 when the action is not allowed."""
-        anonymous = client.user == ""
-        subscribed = channel in client.subs
+    def authorize(
+        self,
+        subject: Subject | None,
+        channel: str,
+        ns: NamespaceOptions,
+        action: str,
+        *,
+        sub_token: bool = False,
+        from_token: bool = False,
+    ) -> None:
+        """The one authorisation entry point for a channel action: raises 107 (a name its namespace's pattern
+        does not accept) or 103 when :meth:`permission` refuses, after counting and logging the reason."""
+        reason = self.permission(subject, channel, ns, action, sub_token=sub_token, from_token=from_token)
+        if reason is None:
+            return
+        self.metrics.auth_failure(reason)
+        user = subject.user if subject is not None else "(server)"
+        log.info("%s %r by user %r refused: %s", action, channel[:300], user[:100], reason)
+        raise ProtocolError(codes.ERROR_BAD_REQUEST if reason == "invalid_channel" else codes.ERROR_PERMISSION_DENIED)
+
+    def permission(
+        self,
+        subject: Subject | None,
+        channel: str,
+        ns: NamespaceOptions,
+        action: str,
+        *,
+        sub_token: bool = False,
+        from_token: bool = False,
+    ) -> str | None:
+        """None when ``subject`` may do ``action`` on ``channel``, else the reason it may not (no side effects).
+
+        ``subject`` None is the trusted server (API key): only the channel name is checked. ``sub_token``: the
+        subscribe carries a valid subscription token for this user and channel; ``from_token``: a server-side
+        subscription from the connection token's ``channels``/``subs``. A namespace with rules checks the name
+        against its pattern (``invalid_channel``) and the action's rule; one without keeps the Centrifugo
+        options, where a subscription token or the connection token grants the subscription.
+        """
+        rules = self.rules.get(ns.name)
+        if rules is not None:
+            values = rules.match(channel)
+            if values is None:
+                return "invalid_channel"
+            if subject is None:
+                return None
+            rule = rules.rules[action]
+            if rule is None:
+                return "token_channel_denied" if from_token else f"{action}_denied"
+            allowed = rule.evaluate(subject.identity, channel, values, channel in subject.subs, sub_token)
+            if allowed is True:
+                return None
+            if from_token:
+                return "token_channel_denied"
+            return "rule_error" if allowed is None else f"{action}_denied"
+        if subject is None or sub_token or from_token:
+            return None
+        anonymous = subject.user == ""
+        subscribed = channel in subject.subs
         if channel.startswith("$") and action == "subscribe":
             allowed = False
         elif action == "subscribe":
@@ -140,9 +209,7 @@ class Node:
             )
         else:  # pragma: no cover - closed set
             allowed = False
-        if not allowed:
-            self.metrics.auth_failure(f"{action}_denied")
-            raise ProtocolError(codes.ERROR_PERMISSION_DENIED)
+        return None if allowed else f"{action}_denied"
 
     def user_connection_limit_reached(self, user: str) -> bool:
         """Whether a new connection of ``user`` is over ``client_connection_limit`` (the node's connections)

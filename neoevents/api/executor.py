@@ -2,6 +2,10 @@
 
 Input is validated into typed structs (wrong shape -> 107 bad request); the result is a plain value
 ready for JSON. The HTTP layer (:mod:`neoevents.api.http`) only decodes bodies and wraps results.
+
+Every method runs either for the trusted server (the API key: ``who`` is None) or for a user who sent their
+own JWT (an :class:`ApiUser`). A user may call only :data:`USER_METHODS`, and each channel goes through
+:meth:`Node.authorize <neoevents.node.Node.authorize>` exactly as a WebSocket command would.
 """
 
 from __future__ import annotations
@@ -10,16 +14,18 @@ import base64
 import binascii
 import fnmatch
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
 
 import msgspec
 from msgspec import Raw, Struct
 
+from neoevents.auth.rules import Identity
 from neoevents.exceptions import ProtocolError
 from neoevents.node import Node
 from neoevents.protocol import codes
-from neoevents.protocol.messages import EMPTY
+from neoevents.protocol.messages import EMPTY, ClientInfo
 
 log = logging.getLogger("neoevents.api")
 
@@ -131,7 +137,24 @@ def _position(offset: int, epoch: str) -> dict[str, Any]:
 
 _encode = msgspec.json.Encoder().encode
 
-Method = Callable[[Any], Awaitable[Any]]
+#: Methods a user token may call (everything else is the trusted server's).
+USER_METHODS: Final = frozenset({"publish", "broadcast", "history", "presence", "presence_stats"})
+
+
+@dataclass(frozen=True, slots=True)
+class ApiUser:
+    """A user authenticated by their own connection JWT on the HTTP API (never subscribed to anything)."""
+
+    user: str
+    identity: Identity
+    info: bytes = b""
+    subs: Mapping[str, object] = field(default_factory=dict)
+
+    def client_info(self) -> ClientInfo:
+        return ClientInfo(user=self.user, client="", conn_info=Raw(self.info) if self.info else EMPTY)
+
+
+Method = Callable[[Any, "ApiUser | None"], Awaitable[Any]]
 
 
 class Executor:
@@ -168,20 +191,23 @@ class Executor:
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise _bad_request() from exc
 
-    async def call(self, method: str, params: Any) -> Any:
+    async def call(self, method: str, params: Any, who: ApiUser | None = None) -> Any:
         """Run one method on raw (JSON bytes) or decoded params; raises ProtocolError for caller mistakes."""
         spec = self._methods.get(method)
         if spec is None:
             raise ProtocolError(codes.ERROR_METHOD_NOT_FOUND)
+        if who is not None and method not in USER_METHODS:
+            self.node.metrics.auth_failure("api_method_denied")
+            raise ProtocolError(codes.ERROR_PERMISSION_DENIED)
         decoded = params if isinstance(params, spec[0]) else self.decode_params(method, params)
-        result = await spec[1](decoded)
+        result = await spec[1](decoded, who)
         self.node.metrics.api_request(method, True)
         return result
 
-    async def call_safe(self, method: str, params: Any) -> dict[str, Any]:
+    async def call_safe(self, method: str, params: Any, who: ApiUser | None = None) -> dict[str, Any]:
         """``{"result": ...}`` or ``{"error": {...}}``; never raises."""
         try:
-            return {"result": await self.call(method, params)}
+            return {"result": await self.call(method, params, who)}
         except ProtocolError as exc:
             self.node.metrics.api_request(method, False)
             return {"error": {"code": exc.code, "message": str(exc)}}
@@ -191,49 +217,64 @@ class Executor:
 
     # ---- methods -------------------------------------------------------------------------------
 
-    def _check_channel(self, channel: str) -> None:
+    def _check_channel(self, channel: str, action: str = "", who: ApiUser | None = None) -> None:
+        """Empty (107) and unknown (102) channels; with ``action``, the channel rules (names are checked for
+        the trusted server too, the rules themselves for a user)."""
         if not channel:
             raise _bad_request()
-        if self.node.namespace_for(channel) is None:
+        ns = self.node.namespace_for(channel)
+        if ns is None:
             raise ProtocolError(codes.ERROR_UNKNOWN_CHANNEL)
+        if action:
+            self.node.authorize(who, channel, ns, action)
 
-    async def publish(self, p: PublishParams) -> dict[str, Any]:
-        self._check_channel(p.channel)
+    async def publish(self, p: PublishParams, who: ApiUser | None = None) -> dict[str, Any]:
+        self._check_channel(p.channel, "publish", who)
         data = _payload(p.data, p.b64data)
         position, _ = await self.node.publish(
-            p.channel, data, tags=p.tags, idempotency_key=p.idempotency_key, skip_history=p.skip_history
+            p.channel,
+            data,
+            info=who.client_info() if who is not None else None,
+            tags=p.tags,
+            idempotency_key=p.idempotency_key,
+            skip_history=p.skip_history,
         )
         if p.skip_history:
             return {}
         return _position(position.offset, position.epoch)
 
-    async def broadcast(self, p: BroadcastParams) -> dict[str, Any]:
+    async def broadcast(self, p: BroadcastParams, who: ApiUser | None = None) -> dict[str, Any]:
         if not p.channels:
             raise _bad_request()
         responses: list[dict[str, Any]] = []
         for channel in p.channels:
             try:
                 data = _payload(p.data, p.b64data)
-                self._check_channel(channel)
+                self._check_channel(channel, "publish", who)
                 position, _ = await self.node.publish(
-                    channel, data, tags=p.tags, idempotency_key=p.idempotency_key, skip_history=p.skip_history
+                    channel,
+                    data,
+                    info=who.client_info() if who is not None else None,
+                    tags=p.tags,
+                    idempotency_key=p.idempotency_key,
+                    skip_history=p.skip_history,
                 )
                 responses.append({"result": {} if p.skip_history else _position(position.offset, position.epoch)})
             except ProtocolError as exc:
                 responses.append({"error": {"code": exc.code, "message": str(exc)}})
         return {"responses": responses}
 
-    async def subscribe(self, p: SubscribeParams) -> dict[str, Any]:
-        self._check_channel(p.channel)
+    async def subscribe(self, p: SubscribeParams, who: ApiUser | None = None) -> dict[str, Any]:
+        self._check_channel(p.channel, "subscribe", who)
         await self.node.subscribe_user(p.user, p.channel, p.client, info=bytes(p.info), data=bytes(p.data))
         return {}
 
-    async def unsubscribe(self, p: UserChannelParams) -> dict[str, Any]:
+    async def unsubscribe(self, p: UserChannelParams, who: ApiUser | None = None) -> dict[str, Any]:
         self._check_channel(p.channel)
         await self.node.unsubscribe_user(p.user, p.channel, p.client)
         return {}
 
-    async def disconnect(self, p: DisconnectParams) -> dict[str, Any]:
+    async def disconnect(self, p: DisconnectParams, who: ApiUser | None = None) -> dict[str, Any]:
         disconnect = codes.DISCONNECT_FORCE_NO_RECONNECT
         if p.disconnect is not None and p.disconnect.code:
             code = p.disconnect.code
@@ -243,50 +284,55 @@ class Executor:
         self.node.disconnect_user(p.user, disconnect, p.client, tuple(p.whitelist))
         return {}
 
-    async def refresh(self, p: RefreshParams) -> dict[str, Any]:
+    async def refresh(self, p: RefreshParams, who: ApiUser | None = None) -> dict[str, Any]:
         self.node.refresh_user(p.user, p.client, p.expired, p.expire_at)
         return {}
 
-    async def presence(self, p: ChannelParams) -> dict[str, Any]:
+    async def presence(self, p: ChannelParams, who: ApiUser | None = None) -> dict[str, Any]:
         self._check_channel(p.channel)
         ns = self.node.namespace_for(p.channel)
         if ns is None or not ns.presence:
             raise ProtocolError(codes.ERROR_NOT_AVAILABLE)
+        self.node.authorize(who, p.channel, ns, "presence")
         entries = await self.node.presence.presence(p.channel)
         return {"presence": entries}
 
-    async def presence_stats(self, p: ChannelParams) -> dict[str, Any]:
+    async def presence_stats(self, p: ChannelParams, who: ApiUser | None = None) -> dict[str, Any]:
         self._check_channel(p.channel)
         ns = self.node.namespace_for(p.channel)
         if ns is None or not ns.presence:
             raise ProtocolError(codes.ERROR_NOT_AVAILABLE)
+        self.node.authorize(who, p.channel, ns, "presence")
         clients, users = await self.node.presence.presence_stats(p.channel)
         return {"num_clients": clients, "num_users": users}
 
-    async def history(self, p: HistoryParams) -> dict[str, Any]:
+    async def history(self, p: HistoryParams, who: ApiUser | None = None) -> dict[str, Any]:
         self._check_channel(p.channel)
+        ns = self.node.namespace_for(p.channel)
+        if ns is not None and ns.history_enabled:
+            self.node.authorize(who, p.channel, ns, "history")
         since = (p.since.offset, p.since.epoch) if p.since is not None else None
         pubs, position = await self.node.history(p.channel, limit=p.limit, since=since, reverse=p.reverse)
         return {"publications": pubs, "epoch": position.epoch, "offset": position.offset}
 
-    async def history_remove(self, p: ChannelParams) -> dict[str, Any]:
-        self._check_channel(p.channel)
+    async def history_remove(self, p: ChannelParams, who: ApiUser | None = None) -> dict[str, Any]:
+        self._check_channel(p.channel, "history", who)
         ns = self.node.namespace_for(p.channel)
         if ns is None or not ns.history_enabled:
             raise ProtocolError(codes.ERROR_NOT_AVAILABLE)
         await self.node.broker.remove_history(p.channel)
         return {}
 
-    async def channels(self, p: ChannelsParams) -> dict[str, Any]:
+    async def channels(self, p: ChannelsParams, who: ApiUser | None = None) -> dict[str, Any]:
         found = self.node.hub.channels()
         if p.pattern:
             found = {ch: n for ch, n in found.items() if fnmatch.fnmatchcase(ch, p.pattern)}
         return {"channels": {ch: {"num_clients": n} for ch, n in found.items()}}
 
-    async def info(self, p: InfoParams) -> dict[str, Any]:
+    async def info(self, p: InfoParams, who: ApiUser | None = None) -> dict[str, Any]:
         return {"nodes": [self.node.info()]}
 
-    async def batch(self, commands: list[Any]) -> list[dict[str, Any]]:
+    async def batch(self, commands: list[Any], who: ApiUser | None = None) -> list[dict[str, Any]]:
         """Each command is ``{"<method>": params}``; replies are ``{"<method>": result}`` or ``{"error"}``."""
         replies: list[dict[str, Any]] = []
         for command in commands:
@@ -295,7 +341,7 @@ class Executor:
                 continue
             ((method, params),) = command.items()
             # Params were decoded generically; re-encode so raw payload fields keep their exact bytes.
-            reply = await self.call_safe(str(method), _encode(params))
+            reply = await self.call_safe(str(method), _encode(params), who)
             if "result" in reply:
                 replies.append({method: reply["result"]})
             else:

@@ -5,6 +5,10 @@ Replies are HTTP 200 with ``{"result": ...}`` or ``{"error": {"code", "message"}
 not a JSON object of the method's shape is HTTP 400 with ``{"error": {"code": 107, "message": "bad request"}}``.
 With rate limiting on, publications over a tenant's quota (``publish``, ``broadcast`` and those in a ``batch``)
 are refused as a whole with HTTP 429, a ``Retry-After`` header and ``{"error": {"code": 111, ...}}``.
+
+With ``api_user_tokens`` (the default) a request may instead carry ``Authorization: Bearer <user JWT>`` (a
+connection token): it then acts for that user, held to the channel rules (see :mod:`neoevents.api.executor`).
+A token that does not verify is a bare 401, like a wrong key.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from typing import Any
 
 import msgspec
 
-from neoevents.api.executor import Executor
+from neoevents.api.executor import ApiUser, Executor
+from neoevents.auth.tokens import TokenError, TokenExpired
 from neoevents.config import Config
 from neoevents.exceptions import ProtocolError
 from neoevents.ratelimit import retry_after_header
@@ -55,6 +60,7 @@ class ApiEndpoint:
         self._insecure = config.api_insecure
         self._executor = executor
         self._limits = executor.node.limits
+        self._user_tokens = config.api_user_tokens
 
     def authorized(self, request: HttpRequest) -> bool:
         if self._insecure:
@@ -69,38 +75,65 @@ class ApiEndpoint:
                 supplied = value.strip()
         return bool(supplied) and hmac.compare_digest(supplied.encode(), self._key)
 
+    async def _user(self, request: HttpRequest) -> ApiUser | None:
+        """The user of a valid ``Authorization: Bearer <JWT>`` (a connection token), else None."""
+        if not self._user_tokens:
+            return None
+        scheme, _, value = request.headers.get("authorization", "").partition(" ")
+        token = value.strip()
+        if scheme.lower() != "bearer" or not token:
+            return None
+        node = self._executor.node
+        try:
+            claims = await node.tokens.verify_connect_async(token)
+        except TokenError as exc:
+            node.metrics.auth_failure("api_token_expired" if isinstance(exc, TokenExpired) else "api_invalid_token")
+            return None
+        return ApiUser(claims.user, node.rules.identity(claims.user, claims.payload), claims.info)
+
     async def handle(self, request: HttpRequest) -> HttpResponse:
         if request.method != "POST":
             return HttpResponse(405, b"Method Not Allowed\n", "text/plain", {"Allow": "POST"})
+        who: ApiUser | None = None
         if not self.authorized(request):
-            return _UNAUTHORIZED
+            who = await self._user(request)
+            if who is None:
+                return _UNAUTHORIZED
         method = request.path[len("/api") :].strip("/")
         executor = self._executor
         if method == "":
-            return await self._legacy(request.body)
+            return await self._legacy(request.body, who)
         if method == "batch":
-            return await self._batch(request.body)
+            return await self._batch(request.body, who)
         if not executor.has_method(method):
             return _NOT_FOUND
         try:
             params = executor.decode_params(method, request.body)
         except ProtocolError:
             return HttpResponse(400, _BAD_REQUEST)
-        if self._limits is not None and (limited := self._over_quota(_publish_channels(method, params))):
+        if self._limits is not None and (limited := self._over_quota(_publish_channels(method, params), who)):
             return limited
-        reply = await executor.call_safe(method, params)
+        reply = await executor.call_safe(method, params, who)
         return HttpResponse(200, _encode(reply))
 
-    def _over_quota(self, channels: Iterable[str]) -> HttpResponse | None:
+    def _over_quota(self, channels: Iterable[str], who: ApiUser | None = None) -> HttpResponse | None:
         """HTTP 429 with ``Retry-After`` when the publications exceed a tenant's quota (nothing is published)."""
         if self._limits is None:
             return None
+        if who is not None:
+            # Publications a user may not make are refused anyway; they must not spend another tenant's quota.
+            channels = [channel for channel in channels if self._may_publish(who, channel)]
         wait = self._limits.admit_publish(channels)
         if wait <= 0:
             return None
         return HttpResponse(429, _TOO_MANY_REQUESTS, headers={"Retry-After": retry_after_header(wait)})
 
-    async def _batch(self, body: bytes) -> HttpResponse:
+    def _may_publish(self, who: ApiUser, channel: str) -> bool:
+        node = self._executor.node
+        ns = node.namespace_for(channel)
+        return ns is not None and node.permission(who, channel, ns, "publish") is None
+
+    async def _batch(self, body: bytes, who: ApiUser | None = None) -> HttpResponse:
         try:
             decoded = msgspec.json.decode(body or b"{}")
         except msgspec.DecodeError:
@@ -108,12 +141,12 @@ class ApiEndpoint:
         commands = decoded.get("commands") if isinstance(decoded, dict) else None
         if not isinstance(commands, list):
             return HttpResponse(400, _BAD_REQUEST)
-        if self._limits is not None and (limited := self._over_quota(_batch_channels(commands))):
+        if self._limits is not None and (limited := self._over_quota(_batch_channels(commands), who)):
             return limited
-        replies = await self._executor.batch(commands)
+        replies = await self._executor.batch(commands, who)
         return HttpResponse(200, _encode({"replies": replies}) if replies else _EMPTY_BATCH)
 
-    async def _legacy(self, body: bytes) -> HttpResponse:
+    async def _legacy(self, body: bytes, who: ApiUser | None = None) -> HttpResponse:
         """``POST /api`` with ``{"method": ..., "params": ...}`` (older clients)."""
         try:
             decoded: Any = msgspec.json.decode(body or b"{}")
@@ -124,8 +157,8 @@ class ApiEndpoint:
         method = decoded["method"]
         params = decoded.get("params") or {}
         if method == "batch":
-            return await self._batch(_encode(params))
-        if self._limits is not None and (limited := self._over_quota(_publish_channels(method, params))):
+            return await self._batch(_encode(params), who)
+        if self._limits is not None and (limited := self._over_quota(_publish_channels(method, params), who)):
             return limited
-        reply = await self._executor.call_safe(method, params)
+        reply = await self._executor.call_safe(method, params, who)
         return HttpResponse(200, _encode(reply))

@@ -129,6 +129,8 @@ class ConnectClaims:
     meta: bytes = b""
     tenant_id: str = ""
     roles: tuple[str, ...] = ()
+    # Every claim of the verified token, for the channel rules (neoevents.auth.rules).
+    payload: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -565,6 +567,7 @@ def _connect_claims(claims: dict[str, Any]) -> ConnectClaims:
         meta=_json_bytes(claims.get("meta")),
         tenant_id=str(tenant) if tenant is not None else "",
         roles=tuple(str(r) for r in roles) if isinstance(roles, list | tuple) else (),
+        payload=claims,
     )
 
 

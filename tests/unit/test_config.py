@@ -14,7 +14,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from neoevents.config import DEV_API_KEY, DEV_SECRET, Config, NamespaceOptions
+from neoevents.auth.rules import default_rules
+from neoevents.config import DEV_API_KEY, DEV_SECRET, ChannelRules, Config, NamespaceOptions
 from neoevents.configfile import (
     BUILTIN_NAMESPACES,
     KEYS,
@@ -217,7 +218,13 @@ def test_v5_names(write_config: Callable[..., Path]) -> None:
 
 
 def test_every_namespace_option_is_accepted_in_a_namespace(write_config: Callable[..., Path]) -> None:
-    samples = {"bool": True, "int (>= 0)": 3, "duration (whole seconds)": 60, "regular expression": "^x"}
+    samples = {
+        "bool": True,
+        "int (>= 0)": 3,
+        "duration (whole seconds)": 60,
+        "regular expression": "^x",
+        "rules object": {"pattern": "all:{x}", "subscribe": "true"},
+    }
     entry: dict[str, Any] = {"name": "all"}
     for spec in NAMESPACE_KEYS:
         entry[spec.name] = samples[spec.type.label]
@@ -225,8 +232,9 @@ def test_every_namespace_option_is_accepted_in_a_namespace(write_config: Callabl
     config = load(write_config, {"namespaces": [entry]})
     namespace = config.namespace("all")
     assert namespace is not None
+    expected = {"history_meta_ttl": 120, "rules": ChannelRules(pattern="all:{x}", subscribe="true")}
     for spec in NAMESPACE_KEYS:
-        assert getattr(namespace, spec.name) == (120 if spec.name == "history_meta_ttl" else entry[spec.name])
+        assert getattr(namespace, spec.name) == expected.get(spec.name, entry[spec.name])
 
 
 def test_redis_address_as_a_single_string(write_config: Callable[..., Path]) -> None:
@@ -610,6 +618,7 @@ def test_tenant_channel_is_subscribable_with_no_config() -> None:
         force_recovery=False,
         history_size=10,
         history_ttl=3600.0,
+        rules=default_rules("tenant"),
     )
 
 
@@ -623,7 +632,8 @@ def test_a_file_namespace_replaces_the_builtin_one(write_config: Callable[..., P
     config = load(write_config, {"namespaces": [{"name": "admin", "presence": False}]})
     names = [namespace.name for namespace in config.namespaces]
     assert names == ["admin", "tenant", "system"]
-    assert config.namespace("admin") == NamespaceOptions(name="admin")
+    # It keeps the built-in rules (replacing the options does not turn isolation off).
+    assert config.namespace("admin") == NamespaceOptions(name="admin", rules=default_rules("admin"))
 
 
 def test_builtin_namespaces_can_be_turned_off(write_config: Callable[..., Path]) -> None:
