@@ -78,6 +78,8 @@ OPTIONS = ServerOptions(
     ],
     websocket_message_size_limit=MESSAGE_LIMIT,
     client_channel_limit=16,
+    ping_interval=4,  # pings (and pongs) happen all through the run
+    pong_timeout=3,
 )
 
 CHANNELS = ["room:a", "room:b", "closed:x", "nope:x", "ctl:control", "plain", "$room:p", "room:" + "x" * 300, "room:☃"]
@@ -476,10 +478,9 @@ async def _health(server: RunningServer, stop: asyncio.Event) -> list[int]:
     return statuses
 
 
-async def _drain(control: RawClient, expected: int, received: list[int]) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 15
-    while len(received) < expected and loop.time() < deadline:
+async def _read_control(control: RawClient, received: list[int], done: Callable[[], bool]) -> None:
+    """Read the control subscriber all along (answering the server's pings) until ``done()``."""
+    while not done():
         with contextlib.suppress(TimeoutError):
             for reply in await control.recv_replies(timeout=0.5):
                 pub = reply.get("push", {}).get("pub")
@@ -497,6 +498,13 @@ async def test_fuzzed_frames_get_documented_answers(server_factory: Callable[...
     stop = asyncio.Event()
     publisher = asyncio.create_task(_publisher(server, stop))
     health = asyncio.create_task(_health(server, stop))
+    received: list[int] = []
+    sent = -1
+    loop = asyncio.get_running_loop()
+    deadline = [float("inf")]
+    reader = asyncio.create_task(
+        _read_control(control, received, lambda: len(received) >= sent >= 0 or loop.time() > deadline[0])
+    )
     outcomes: list[Outcome] = []
     workers = [Worker(server, protocol, i) for protocol in plans for i in range(POOL_PER_PROTOCOL)]
     started = time.monotonic()
@@ -512,8 +520,8 @@ async def test_fuzzed_frames_get_documented_answers(server_factory: Callable[...
         sent = await publisher
         statuses = await health
     elapsed = time.monotonic() - started
-    received: list[int] = []
-    await _drain(control, sent, received)
+    deadline[0] = loop.time() + 15
+    await reader
     await control.close()
 
     summary = Counter((o.frame.kind, o.kind, o.detail) for o in outcomes)
