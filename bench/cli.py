@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--storm", type=int, help="connections opened in the connect storm")
     run.add_argument("--warmup", type=float, help="seconds of warm-up before each measured window")
     run.add_argument("--window", type=float, help="seconds of each measured window")
+    run.add_argument("--repeat", type=int, default=1, help="measure every scenario/target N times (interleaved)")
     run.add_argument("--neoevents-rev", default="", help="benchmark this git revision of neoevents, not the tree")
     run.add_argument("--output", type=Path, default=RESULTS, help="directory of the result file")
     run.add_argument("--docs", type=Path, default=DOCS, help="report to regenerate")
@@ -123,6 +124,7 @@ async def run_suite(args: argparse.Namespace, log: Any = print) -> dict[str, Any
         "machine": _machine(args),
         "sizes": sizes.__dict__,
         "workers": workers,
+        "repeat": args.repeat,
         "targets": {},
         "rows": [],
     }
@@ -144,18 +146,23 @@ async def run_suite(args: argparse.Namespace, log: Any = print) -> dict[str, Any
     try:
         for scenario in args.scenarios:
             for size, fn in sc.variants(scenario, sizes):
-                for name in args.targets:
-                    target = registry[name]
-                    label = f"{scenario}{f' n={size}' if size else ''}"
-                    reason = result["targets"][name]["unavailable"] or sc.applicable(scenario, target)
-                    if reason:
-                        result["rows"].append(
-                            sc.Row(name, scenario, "-", {"size": size}, status="skipped", note=reason).as_dict()
+                for repeat in range(max(1, args.repeat)):
+                    for name in args.targets:
+                        target = registry[name]
+                        label = (
+                            f"{scenario}{f' n={size}' if size else ''}{f' #{repeat + 1}' if args.repeat > 1 else ''}"
                         )
-                        continue
-                    log(f"{name}: {label}")
-                    rows = await _run_one(ctx, target, scenario, size, fn, workdir, args.server_cpus or None)
-                    result["rows"].extend(r.as_dict() for r in rows)
+                        reason = result["targets"][name]["unavailable"] or sc.applicable(scenario, target)
+                        if reason:
+                            if repeat == 0:
+                                row = sc.Row(name, scenario, "-", {"size": size}, status="skipped", note=reason)
+                                result["rows"].append(row.as_dict())
+                            continue
+                        log(f"{name}: {label}")
+                        rows = await _run_one(ctx, target, scenario, size, fn, workdir, args.server_cpus or None)
+                        for row in rows:
+                            row.params["repeat"] = repeat
+                            result["rows"].append(row.as_dict())
     finally:
         await pool.shutdown()
     result["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

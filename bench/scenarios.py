@@ -288,6 +288,15 @@ def _status(metrics: dict[str, Any]) -> tuple[str, str]:
     return ("failed" if notes else "ok"), "; ".join(notes)
 
 
+def _core_metrics(a: dict[str, float] | None, b: dict[str, float] | None, dt: float) -> dict[str, float]:
+    if a is None or b is None or dt <= 0:
+        return {}
+    return {
+        "server_core_busy": round((b["busy"] - a["busy"]) / dt, 3),
+        "server_core_softirq": round((b["softirq"] - a["softirq"]) / dt, 3),
+    }
+
+
 async def _settle_rss(pid: int, seconds: float = 1.0) -> int:
     await asyncio.sleep(seconds)
     return rss_bytes(pid)
@@ -361,9 +370,11 @@ async def idle(ctx: Context, target: RunningTarget, n: int) -> list[Row]:
     await _connect(ctx, _spec(ctx, target, channel, n))
     await asyncio.sleep(2.0)
     rss1 = rss_bytes(target.pid)
+    core0 = cpu_times(ctx.server_cpus) if ctx.server_cpus else None
     cpu0, t0 = cpu_seconds(target.pid), time.monotonic()
     await asyncio.sleep(window)
     cpu1, t1 = cpu_seconds(target.pid), time.monotonic()
+    core1 = cpu_times(ctx.server_cpus) if ctx.server_cpus else None
     rss2 = rss_bytes(target.pid)
     collected = await ctx.pool.collect()
     m = {
@@ -375,6 +386,7 @@ async def idle(ctx: Context, target: RunningTarget, n: int) -> list[Row]:
         "server_cpu_util": round((cpu1 - cpu0) / (t1 - t0), 4),
         "window_s": round(t1 - t0, 2),
         "connections_lost": collected["lost"],
+        **_core_metrics(core0, core1, t1 - t0),
     }
     ctx.log(f"    {m['rss_kb_per_conn']} KB/conn, {m['cpu_us_per_conn_s']} µs CPU per conn per s")
     return [Row(target.name, "idle", "idle", {"connections": n, "window_s": window}, m, *_status(m))]
@@ -386,9 +398,11 @@ async def storm(ctx: Context, target: RunningTarget, n: int) -> list[Row]:
     await ctx.pool.prepare(spec)
     await asyncio.sleep(0.5)
     cpu0, client0 = cpu_seconds(target.pid), self_cpu_seconds() + sum(cpu_seconds(p) for p in ctx.pool.pids)
+    core0 = cpu_times(ctx.server_cpus) if ctx.server_cpus else None
     t0 = time.monotonic()
     opened = await ctx.pool.open()
     t1 = time.monotonic()
+    core1 = cpu_times(ctx.server_cpus) if ctx.server_cpus else None
     cpu1, client1 = cpu_seconds(target.pid), self_cpu_seconds() + sum(cpu_seconds(p) for p in ctx.pool.pids)
     ok, dt = opened["ok"], t1 - t0
     m = {
@@ -401,6 +415,7 @@ async def storm(ctx: Context, target: RunningTarget, n: int) -> list[Row]:
         "client_cpu_util": round((client1 - client0) / dt, 3),
         "wall_s": round(dt, 3),
         "rss_mb": round(rss_bytes(target.pid) / 2**20, 1),
+        **_core_metrics(core0, core1, dt),
     }
     status, note = ("ok", "") if not opened["failed"] else ("failed", f"{opened['failed']} failed: {opened['errors']}")
     ctx.log(f"    {m['connects_per_s']} connects/s, {m['cpu_us_per_connect']} µs CPU each")
