@@ -1121,7 +1121,8 @@ def builtin_namespace(
     return NamespaceOptions(
         name=name,
         presence=True,
-        join_leave=True,
+        # Join/leave on system channels would tell every tenant's users who else is connected.
+        join_leave=name != "system",
         allow_subscribe_for_client=True,
         allow_history_for_subscriber=True,
         allow_presence_for_subscriber=True,

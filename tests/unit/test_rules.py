@@ -342,3 +342,12 @@ def test_builtin_names_keep_their_rules_unless_given_or_turned_off(tmp_path: Pat
     assert tenant is not None and tenant.rules is None
     env = {"NEOEVENTS_RULES": '{"pattern": "{room}", "subscribe": true}'}
     assert load_config(write(tmp_path, {}), env).channel.rules == ChannelRules(pattern="{room}", subscribe="true")
+
+
+def test_system_channels_do_not_announce_joins_across_tenants() -> None:
+    config = dev_config()
+    assert [(ns.name, ns.join_leave) for ns in config.namespaces] == [
+        ("tenant", True),
+        ("admin", True),
+        ("system", False),
+    ]
