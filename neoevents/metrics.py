@@ -18,6 +18,22 @@ def _namespace(channel: str) -> str:
     return channel[:idx] if idx > 0 else ""
 
 
+class _Children:
+    """Labelled children of one metric, looked up once per label tuple (``labels()`` is slow on hot paths)."""
+
+    __slots__ = ("_cache", "_metric")
+
+    def __init__(self, metric: Counter) -> None:
+        self._metric = metric
+        self._cache: dict[tuple[str, ...], Counter] = {}
+
+    def inc(self, *values: str, amount: float = 1) -> None:
+        child = self._cache.get(values)
+        if child is None:
+            child = self._cache[values] = self._metric.labels(*values)
+        child.inc(amount)
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -67,11 +83,16 @@ class Metrics:
             ["kind"],
             registry=r,
         )
-        kinds = ("connection_command", "user_command", "connection_attempt", "api_publish")
-        self._rate_limited = {kind: self.rate_limits.labels(kind) for kind in kinds}
+        self._published = _Children(self.events_published)
+        self._auth_failures = _Children(self.auth_failures)
+        self._command_errors = _Children(self.command_errors)
+        self._disconnects = _Children(self.disconnects)
+        self._recoveries = _Children(self.recoveries)
+        self._api_requests = _Children(self.api_requests)
+        self._rate_limited = _Children(self.rate_limits)
 
     def published(self, channel: str, seconds: float) -> None:
-        self.events_published.labels(_namespace(channel)).inc()
+        self._published.inc(_namespace(channel))
         self.publish_duration.observe(seconds)
 
     def delivered(self, count: int) -> None:
@@ -79,23 +100,23 @@ class Metrics:
             self.messages_delivered.inc(count)
 
     def auth_failure(self, reason: str) -> None:
-        self.auth_failures.labels(reason).inc()
+        self._auth_failures.inc(reason)
 
     def command_error(self, code: int) -> None:
-        self.command_errors.labels(str(code)).inc()
+        self._command_errors.inc(str(code))
 
     def disconnect(self, code: int) -> None:
-        self.disconnects.labels(str(code)).inc()
+        self._disconnects.inc(str(code))
 
     def recovery(self, recovered: bool) -> None:
-        self.recoveries.labels("true" if recovered else "false").inc()
+        self._recoveries.inc("true" if recovered else "false")
 
     def api_request(self, method: str, ok: bool) -> None:
-        self.api_requests.labels(method, "ok" if ok else "error").inc()
+        """``method`` must come from the closed set of API methods (label values are never caller text)."""
+        self._api_requests.inc(method, "ok" if ok else "error")
 
     def rate_limited(self, kind: str) -> None:
-        counter = self._rate_limited.get(kind)
-        (counter if counter is not None else self.rate_limits.labels(kind)).inc()
+        self._rate_limited.inc(kind)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -209,7 +209,8 @@ class Executor:
         try:
             return {"result": await self.call(method, params, who)}
         except ProtocolError as exc:
-            self.node.metrics.api_request(method, False)
+            # Only known method names become label values: callers choose what they send.
+            self.node.metrics.api_request(method if method in self._methods else "unknown", False)
             return {"error": {"code": exc.code, "message": str(exc)}}
         except Exception:
             log.exception("internal error in API method %s", method)

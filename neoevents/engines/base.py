@@ -20,32 +20,32 @@ Contract shared by every implementation:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Protocol
+
+from msgspec import Struct
 
 from neoevents.protocol.messages import ClientInfo, Publication
 
 
-@dataclass(frozen=True, slots=True)
-class StreamPosition:
+class StreamPosition(Struct, frozen=True, gc=False):
     offset: int = 0
     epoch: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class PublishOptions:
+class PublishOptions(Struct, frozen=True):
+    """Per-publication options (a msgspec struct: built on every publish, so construction must be cheap)."""
+
     history_size: int = 0
     history_ttl: float = 0.0
     history_meta_ttl: float = 0.0
     skip_history: bool = False
     idempotency_key: str = ""
     idempotent_result_ttl: float = 300.0
-    tags: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = {}
     info: ClientInfo | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class HistoryFilter:
+class HistoryFilter(Struct, frozen=True, gc=False):
     """``limit`` 0 returns only the position, -1 returns everything kept; ``since`` is exclusive."""
 
     since: StreamPosition | None = None
