@@ -90,6 +90,8 @@ class Metrics:
         self._recoveries = _Children(self.recoveries)
         self._api_requests = _Children(self.api_requests)
         self._rate_limited = _Children(self.rate_limits)
+        for kind in ("connection_command", "user_command", "connection_attempt", "api_publish"):
+            self._rate_limited.inc(kind, amount=0)  # exported as 0 from the start
 
     def published(self, channel: str, seconds: float) -> None:
         self._published.inc(_namespace(channel))
