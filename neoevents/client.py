@@ -23,6 +23,7 @@ from msgspec import Raw
 
 from neoevents.auth.rules import ANONYMOUS
 from neoevents.auth.tokens import SigningKeyUnavailable, TokenError, TokenExpired
+from neoevents.config import NamespaceOptions
 from neoevents.exceptions import DisconnectError, ProtocolError
 from neoevents.protocol import codes
 from neoevents.protocol.codec import Codec
@@ -433,47 +434,40 @@ class Client:
         if sub is not None:
             await self.node.unsubscribe_client(self, channel, sub)
 
-    async def _publish(self, req: PublishRequest) -> Reply:
-        node = self.node
-        self._check_channel(req.channel)
-        ns = node.namespace_for(req.channel)
+    def _namespace(self, channel: str) -> NamespaceOptions:
+        """The channel's namespace: empty channel -> 3501, unknown namespace -> 102."""
+        self._check_channel(channel)
+        ns = self.node.namespace_for(channel)
         if ns is None:
             raise ProtocolError(codes.ERROR_UNKNOWN_CHANNEL)
+        return ns
+
+    async def _publish(self, req: PublishRequest) -> Reply:
+        ns = self._namespace(req.channel)
         if req.data == EMPTY:
             raise ProtocolError(codes.ERROR_BAD_REQUEST)
-        node.authorize(self, req.channel, ns, "publish")
-        await node.publish(req.channel, bytes(req.data), info=self.client_info())
+        self.node.authorize(self, req.channel, ns, "publish")
+        await self.node.publish(req.channel, bytes(req.data), info=self.client_info())
         return Reply(publish=PublishResult())
 
-    async def _presence(self, req: PresenceRequest) -> Reply:
-        node = self.node
-        self._check_channel(req.channel)
-        ns = node.namespace_for(req.channel)
-        if ns is None:
-            raise ProtocolError(codes.ERROR_UNKNOWN_CHANNEL)
+    def _presence_allowed(self, channel: str) -> None:
+        ns = self._namespace(channel)
         if not ns.presence:
             raise ProtocolError(codes.ERROR_NOT_AVAILABLE)
-        node.authorize(self, req.channel, ns, "presence")
-        return Reply(presence=PresenceResult(presence=await node.presence.presence(req.channel)))
+        self.node.authorize(self, channel, ns, "presence")
+
+    async def _presence(self, req: PresenceRequest) -> Reply:
+        self._presence_allowed(req.channel)
+        return Reply(presence=PresenceResult(presence=await self.node.presence.presence(req.channel)))
 
     async def _presence_stats(self, req: PresenceStatsRequest) -> Reply:
-        node = self.node
-        self._check_channel(req.channel)
-        ns = node.namespace_for(req.channel)
-        if ns is None:
-            raise ProtocolError(codes.ERROR_UNKNOWN_CHANNEL)
-        if not ns.presence:
-            raise ProtocolError(codes.ERROR_NOT_AVAILABLE)
-        node.authorize(self, req.channel, ns, "presence")
-        clients, users = await node.presence.presence_stats(req.channel)
+        self._presence_allowed(req.channel)
+        clients, users = await self.node.presence.presence_stats(req.channel)
         return Reply(presence_stats=PresenceStatsResult(num_clients=clients, num_users=users))
 
     async def _history(self, req: HistoryRequest) -> Reply:
         node = self.node
-        self._check_channel(req.channel)
-        ns = node.namespace_for(req.channel)
-        if ns is None:
-            raise ProtocolError(codes.ERROR_UNKNOWN_CHANNEL)
+        ns = self._namespace(req.channel)
         if not ns.history_enabled:
             raise ProtocolError(codes.ERROR_NOT_AVAILABLE)
         node.authorize(self, req.channel, ns, "history")

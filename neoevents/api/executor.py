@@ -188,7 +188,8 @@ class Executor:
             if isinstance(params, bytes | bytearray | memoryview):
                 return msgspec.json.decode(params, type=spec[0])
             return msgspec.convert(params, spec[0])
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
+            # RecursionError: a body nested deeper than the decoder allows.
             raise _bad_request() from exc
 
     async def call(self, method: str, params: Any, who: ApiUser | None = None) -> Any:

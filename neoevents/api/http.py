@@ -136,7 +136,7 @@ class ApiEndpoint:
     async def _batch(self, body: bytes, who: ApiUser | None = None) -> HttpResponse:
         try:
             decoded = msgspec.json.decode(body or b"{}")
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             return HttpResponse(400, _BAD_REQUEST)
         commands = decoded.get("commands") if isinstance(decoded, dict) else None
         if not isinstance(commands, list):
@@ -150,7 +150,7 @@ class ApiEndpoint:
         """``POST /api`` with ``{"method": ..., "params": ...}`` (older clients)."""
         try:
             decoded: Any = msgspec.json.decode(body or b"{}")
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             return HttpResponse(400, _BAD_REQUEST)
         if not isinstance(decoded, dict) or not isinstance(decoded.get("method"), str):
             return HttpResponse(400, _BAD_REQUEST)

@@ -75,11 +75,14 @@ def _select_subprotocol(_: ServerProtocol, offered: Sequence[Subprotocol]) -> Su
     return None
 
 
-def origin_allowed(origin: str | None, allowed: tuple[str, ...]) -> bool:
-    """No Origin header means a non-browser client (allowed); otherwise it must match a pattern."""
+def origin_allowed(origin: str | None, allowed: tuple[str, ...], host: str | None = None) -> bool:
+    """No Origin header means a non-browser client (allowed). Otherwise the Origin must match one of the
+    ``allowed`` patterns; with no patterns configured, only a same-origin request (Origin host = Host) passes."""
     if origin is None:
         return True
     origin = origin.lower()
+    if not allowed:
+        return host is not None and urlsplit(origin).netloc == host.lower()
     return any(p == "*" or fnmatch.fnmatchcase(origin, p.lower()) for p in allowed)
 
 
@@ -133,7 +136,8 @@ class WebSocketConnection(asyncio.Protocol):
             self._write_library_output()
             self.transport.close()
             return
-        if not origin_allowed(request.headers.get("Origin"), self._node.config.allowed_origins):
+        headers = request.headers
+        if not origin_allowed(headers.get("Origin"), self._node.config.allowed_origins, headers.get("Host")):
             self._node.metrics.auth_failure("origin_not_allowed")
             response = ws.reject(403, "Forbidden origin\n")
             ws.send_response(response)

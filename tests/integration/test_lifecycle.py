@@ -78,3 +78,26 @@ def test_health_and_metrics(server: RunningServer) -> None:
 def test_unknown_path_is_404_and_plain_get_on_websocket_path_is_400(server: RunningServer) -> None:
     assert server.http("GET", "/nope").status == 404
     assert server.http("GET", "/connection/websocket").status == 400
+
+
+def test_deeply_nested_api_body_is_a_bad_request_not_a_crash(server: RunningServer) -> None:
+    deep = b'{"channel": "room:1", "data": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    for method in ("publish", "batch", ""):
+        response = server.api_raw(method, deep)
+        assert response.status == 400, (method, response.status)
+        assert response.json() == {"error": {"code": 107, "message": "bad request"}}
+    assert "Traceback" not in server.log_text()
+    assert server.http("GET", "/health").status == 200
+
+
+async def test_without_allowed_origins_only_same_origin_browsers_connect(
+    server_factory: Callable[..., RunningServer],
+) -> None:
+    plain = server_factory(
+        "neoevents", ServerOptions(namespaces=[{"name": "room", "allow_subscribe_for_client": True}])
+    )
+    client = await _connect(plain, origin=f"http://{plain.host}:{plain.port}")
+    await client.close()
+    with pytest.raises(InvalidStatus) as err:
+        await RawClient.connect(plain.ws_url, origin="http://elsewhere.example.com")
+    assert err.value.response.status_code == 403
