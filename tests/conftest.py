@@ -31,18 +31,19 @@ def neoevents_can_serve() -> bool:
 
 
 def skip_unless_kind_available(kind: str) -> None:
+    """Fail (never skip) when a server kind cannot run: a missing reference is a broken set-up, not a pass."""
     if kind == "centrifugo" and not centrifugo_bin_path().exists():
-        pytest.skip(f"Centrifugo binary not found at {centrifugo_bin_path()} (make centrifugo)")
+        pytest.fail(f"Centrifugo binary not found at {centrifugo_bin_path()} (run `make centrifugo`)")
     if kind == "neoevents" and not neoevents_can_serve():
-        pytest.skip("neoevents cannot serve yet (python -m neoevents serve --help fails)")
+        pytest.fail("neoevents cannot serve (python -m neoevents serve --help fails)")
 
 
 @pytest.fixture(scope="session")
 def centrifugo_bin() -> Path:
-    """Path of the reference Centrifugo binary; skips the test when it is missing."""
+    """Path of the reference Centrifugo binary; fails the test when it is missing."""
     path = centrifugo_bin_path()
     if not path.exists():
-        pytest.skip(f"Centrifugo binary not found at {path} (make centrifugo)")
+        pytest.fail(f"Centrifugo binary not found at {path} (run `make centrifugo`)")
     return path
 
 
