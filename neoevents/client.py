@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from msgspec import Raw
 
 from neoevents.auth.rules import ANONYMOUS
-from neoevents.auth.tokens import SigningKeyUnavailable, TokenError, TokenExpired
+from neoevents.auth.tokens import ConnectClaims, SigningKeyUnavailable, TokenError, TokenExpired
 from neoevents.config import NamespaceOptions
 from neoevents.exceptions import DisconnectError, ProtocolError
 from neoevents.protocol import codes
@@ -293,6 +293,21 @@ class Client:
 
     # ---- handlers ------------------------------------------------------------------------------
 
+    async def _connection_claims(self, token: str, *, expired: ProtocolError | DisconnectError) -> ConnectClaims:
+        """Verify a connection token (connect and refresh); ``expired`` is what an expired token gets."""
+        node = self.node
+        try:
+            return await node.tokens.verify_connect_async(token)
+        except TokenExpired as exc:
+            node.metrics.auth_failure("token_expired")
+            raise expired from exc
+        except SigningKeyUnavailable as exc:
+            raise ProtocolError(codes.ERROR_INTERNAL) from exc
+        except TokenError as exc:
+            node.metrics.auth_failure("invalid_token")
+            log.info("invalid connection token: %s", exc.reason)
+            raise DisconnectError(codes.DISCONNECT_INVALID_TOKEN) from exc
+
     async def _connect(self, req: ConnectRequest) -> Reply:
         node = self.node
         if self.state != _STATE_CONNECTING:
@@ -300,17 +315,7 @@ class Client:
         config = node.config
         channels: tuple[str, ...] = ()
         if req.token:
-            try:
-                claims = await node.tokens.verify_connect_async(req.token)
-            except TokenExpired as exc:
-                node.metrics.auth_failure("token_expired")
-                raise ProtocolError(codes.ERROR_TOKEN_EXPIRED) from exc
-            except SigningKeyUnavailable as exc:
-                raise ProtocolError(codes.ERROR_INTERNAL) from exc
-            except TokenError as exc:
-                node.metrics.auth_failure("invalid_token")
-                log.info("invalid connection token: %s", exc.reason)
-                raise DisconnectError(codes.DISCONNECT_INVALID_TOKEN) from exc
+            claims = await self._connection_claims(req.token, expired=ProtocolError(codes.ERROR_TOKEN_EXPIRED))
             self.user = claims.user
             self.info = claims.info
             self.tenant_id = claims.tenant_id
@@ -499,16 +504,7 @@ class Client:
         node = self.node
         if not req.token:
             raise DisconnectError(codes.DISCONNECT_BAD_REQUEST)
-        try:
-            claims = await node.tokens.verify_connect_async(req.token)
-        except TokenExpired as exc:
-            node.metrics.auth_failure("token_expired")
-            raise DisconnectError(codes.DISCONNECT_EXPIRED) from exc
-        except SigningKeyUnavailable as exc:
-            raise ProtocolError(codes.ERROR_INTERNAL) from exc
-        except TokenError as exc:
-            node.metrics.auth_failure("invalid_token")
-            raise DisconnectError(codes.DISCONNECT_INVALID_TOKEN) from exc
+        claims = await self._connection_claims(req.token, expired=DisconnectError(codes.DISCONNECT_EXPIRED))
         if claims.user != self.user:
             node.metrics.auth_failure("refresh_user_mismatch")
             raise DisconnectError(codes.DISCONNECT_INVALID_TOKEN)
