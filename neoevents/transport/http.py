@@ -1,8 +1,9 @@
 """HTTP/1.1 server protocol (httptools parser) serving the API, health, metrics and the WebSocket upgrade.
 
 One protocol instance per TCP connection. Requests on a keep-alive connection are answered in order:
-reading pauses while a request is handled. A WebSocket upgrade hands the raw request head to
-:class:`~neoevents.transport.websocket.WebSocketConnection`, which takes over the transport.
+reading pauses while a request is handled. A WebSocket upgrade hands the parsed headers to
+:class:`~neoevents.transport.websocket.WebSocketConnection`, which answers the handshake and takes over the
+transport.
 """
 
 from __future__ import annotations
@@ -184,11 +185,11 @@ class HttpProtocol(asyncio.Protocol):
     def _on_upgrade(self, data: bytes, offset: int) -> None:
         assert self.transport is not None
         consumed = len(self._buf) - len(data) + offset
-        head = bytes(self._buf[:consumed])
         rest = bytes(self._buf[consumed:])
         self._buf = bytearray()
         url = httptools.parse_url(self._url)
         path = (url.path or b"/").decode("latin-1")
+        query = (url.query or b"").decode("latin-1")
         if path not in self._ws_paths or self._headers.get("upgrade", "").lower() != "websocket":
             self._fail(404)
             return
@@ -200,7 +201,7 @@ class HttpProtocol(asyncio.Protocol):
         self._connections.discard(self)
         conn = self._upgrade(self.transport, path)
         self.transport.set_protocol(conn)
-        conn.start(head, rest)
+        conn.start(self._parser.get_method().decode("latin-1"), self._headers, query, rest)
 
     def _fail(self, status: int, headers: dict[str, str] | None = None) -> None:
         if self.transport is not None and not self._closed:

@@ -14,21 +14,19 @@ import asyncio
 import codecs
 import fnmatch
 import logging
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.frames import Frame, Opcode
-from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
-from websockets.typing import Subprotocol
 
 from neoevents.client import Client
 from neoevents.protocol import codes
 from neoevents.protocol.codec import JSON, PROTOBUF, Codec
 from neoevents.transport.flusher import Flusher
 from neoevents.transport.frames import ws_frame
+from neoevents.transport.handshake import forbidden, handshake
 
 if TYPE_CHECKING:
     from neoevents.node import Node
@@ -67,14 +65,6 @@ class _ServerProtocol(ServerProtocol):
         super().recv_frame(frame)
 
 
-def _select_subprotocol(_: ServerProtocol, offered: Sequence[Subprotocol]) -> Subprotocol | None:
-    if SUBPROTOCOL_PROTOBUF in offered:
-        return Subprotocol(SUBPROTOCOL_PROTOBUF)
-    if SUBPROTOCOL_JSON in offered:
-        return Subprotocol(SUBPROTOCOL_JSON)
-    return None
-
-
 def origin_allowed(origin: str | None, allowed: tuple[str, ...], host: str | None = None) -> bool:
     """No Origin header means a non-browser client (allowed). Otherwise the Origin must match one of the
     ``allowed`` patterns; with no patterns configured, only a same-origin request (Origin host = Host) passes."""
@@ -108,10 +98,10 @@ class WebSocketConnection(asyncio.Protocol):
         self._node = node
         self._flusher = flusher
         self.transport = transport
+        # The handshake is answered by transport.handshake; the library parses frames from the start.
         self._ws = _ServerProtocol(
-            origins=None,
+            state=State.OPEN,
             logger=_protocol_log,
-            select_subprotocol=_select_subprotocol,
             max_size=node.config.websocket_message_size_limit or None,
         )
         self.codec: Codec = JSON
@@ -127,33 +117,22 @@ class WebSocketConnection(asyncio.Protocol):
 
     # ---- handshake -----------------------------------------------------------------------------
 
-    def start(self, head: bytes, rest: bytes) -> None:
-        """Run the opening handshake on the raw request head, then feed any bytes that followed it."""
-        ws = self._ws
-        ws.receive_data(head)
-        request = next((e for e in ws.events_received() if isinstance(e, Request)), None)
-        if request is None:
-            self._write_library_output()
-            self.transport.close()
-            return
-        headers = request.headers
-        if not origin_allowed(headers.get("Origin"), self._node.config.allowed_origins, headers.get("Host")):
+    def start(self, method: str, headers: dict[str, str], query: str, rest: bytes) -> None:
+        """Answer the opening handshake of an already parsed request head (header names lower-case), then
+        feed any bytes that followed it."""
+        if not origin_allowed(headers.get("origin"), self._node.config.allowed_origins, headers.get("host")):
             self._node.metrics.auth_failure("origin_not_allowed")
-            response = ws.reject(403, "Forbidden origin\n")
-            ws.send_response(response)
-            self._write_library_output()
+            result = forbidden("Forbidden origin\n")
+        else:
+            result = handshake(method, headers, (SUBPROTOCOL_PROTOBUF, SUBPROTOCOL_JSON))
+        self.transport.write(result.response)
+        if result.status != 101:
+            self._closing = True
             self.transport.close()
             return
-        response = ws.accept(request)
-        ws.send_response(response)
-        if response.status_code != 101:
-            self._write_library_output()
-            self.transport.close()
-            return
-        if self._wants_protobuf(request, response.headers.get("Sec-WebSocket-Protocol")):
+        if self._wants_protobuf(query, result.subprotocol):
             self.codec = PROTOBUF
             self.framing = 1
-        self._write_library_output()
         self._session_opened()
         if rest:
             self.data_received(rest)
@@ -163,11 +142,11 @@ class WebSocketConnection(asyncio.Protocol):
         self.client = Client(self._node, self)
 
     @staticmethod
-    def _wants_protobuf(request: Request, subprotocol: str | None) -> bool:
+    def _wants_protobuf(query: str, subprotocol: str | None) -> bool:
         if subprotocol == SUBPROTOCOL_PROTOBUF:
             return True
-        query = parse_qs(urlsplit(request.path).query)
-        return "protobuf" in query.get("format", ()) or "protobuf" in query.get("cf_protocol", ())
+        params = parse_qs(query)
+        return "protobuf" in params.get("format", ()) or "protobuf" in params.get("cf_protocol", ())
 
     # ---- incoming ------------------------------------------------------------------------------
 

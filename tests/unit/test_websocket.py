@@ -69,8 +69,11 @@ class Peer:
         loop = asyncio.get_running_loop()
         self.conn = EchoConnection(FakeNode(**config), Flusher(loop), self.transport)  # type: ignore[arg-type]
         self.client = ClientProtocol(parse_uri("ws://localhost/test/echo"), max_size=None)
-        self.client.send_request(self.client.connect())
-        self.conn.start(b"".join(self.client.data_to_send()), b"")
+        request = self.client.connect()
+        self.client.send_request(request)
+        self.client.data_to_send()  # the HTTP layer has parsed the head; the connection gets its headers
+        headers = {name.lower(): value for name, value in request.headers.raw_items()}
+        self.conn.start("GET", headers, "", b"")
         self._pump()
         [response] = self.client.events_received()
         assert isinstance(response, Response) and response.status_code == 101
