@@ -1127,7 +1127,8 @@ def builtin_namespace(
         allow_history_for_subscriber=True,
         allow_presence_for_subscriber=True,
         allow_recovery=True,
-        force_recovery=False,
+        # Every subscription is positioned and recoverable, so SDKs get missed events back after a reconnect.
+        force_recovery=history_size > 0,
         history_size=history_size,
         history_ttl=history_ttl,
         rules=default_rules(name, tenant_publish_rule),

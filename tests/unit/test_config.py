@@ -615,7 +615,7 @@ def test_tenant_channel_is_subscribable_with_no_config() -> None:
         allow_history_for_subscriber=True,
         allow_presence_for_subscriber=True,
         allow_recovery=True,
-        force_recovery=False,
+        force_recovery=True,
         history_size=10,
         history_ttl=3600.0,
         rules=default_rules("tenant"),
