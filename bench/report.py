@@ -56,7 +56,8 @@ def _mark(row: Row) -> str:
 
 
 def _other_load(m: dict[str, Any]) -> float | None:
-    """Share of the server's core used by neither the server process nor softirq (other processes)."""
+    """Share of the server's core used by neither the server process nor softirq: a lower bound for what
+    other processes took (softirq ticks are also charged to the process they interrupted)."""
     busy, own, soft = m.get("server_core_busy"), m.get("server_cpu_util"), m.get("server_core_softirq")
     if busy is None or own is None or soft is None:
         return None
@@ -212,12 +213,13 @@ matplotlib (the charts). The Centrifugo binary comes from `make centrifugo`, nat
   loop that keeps at most 40,000 deliveries (or two publications, if larger) outstanding, so the rate is the
   one the server sustains with bounded queues; their latency includes that queueing.
 - **CPU** is the server process's utime+stime from `/proc/<pid>/stat` across the measured window divided by
-  what was delivered in it, so it includes receiving the publications. The kernel charges loopback TCP
-  processing done in softirq context to no process: the *softirq* column is that time on the server's core
-  (as a share of the core; it belongs partly to the server's sends, partly to the client's ACKs), and *other
-  load* is what else ran on the server's core (core busy - server - softirq). This machine is shared: when
-  other load is high the server got less than a core, and its rate and latency in that row suffer while
-  CPU per delivery stays comparable. **RSS** is `/proc/<pid>/statm`;
+  what was delivered in it, so it includes receiving the publications. This kernel accounts CPU time by
+  tick without separate IRQ time, so softirq work (loopback TCP) is charged to whatever process was running
+  when it happened: mostly the server's own sends, and work deferred to ksoftirqd is charged to no server.
+  The *softirq* column is the softirq share of the server's core; *other load* is core busy - server -
+  softirq, a lower bound for what other processes took from the server's core. This machine is shared:
+  when other load is high the server got less than a core, and its rate and latency in that row suffer
+  while CPU per delivery stays comparable. **RSS** is `/proc/<pid>/statm`;
   RSS per connection is (RSS with the connections - RSS before them) / connections.
 - Each target/scenario gets a fresh server. Warm-up, then the measured window (sizes below).
 - Floors speak no protocol and check nothing: subscribers connect to `/sub/<channel>` and are subscribed.
