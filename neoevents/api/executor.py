@@ -135,8 +135,6 @@ def _position(offset: int, epoch: str) -> dict[str, Any]:
     return out
 
 
-_encode = msgspec.json.Encoder().encode
-
 #: Methods a user token may call (everything else is the trusted server's).
 USER_METHODS: Final = frozenset({"publish", "broadcast", "history", "presence", "presence_stats"})
 
@@ -334,18 +332,30 @@ class Executor:
     async def info(self, p: InfoParams, who: ApiUser | None = None) -> dict[str, Any]:
         return {"nodes": [self.node.info()]}
 
-    async def batch(self, commands: list[Any], who: ApiUser | None = None) -> list[dict[str, Any]]:
-        """Each command is ``{"<method>": params}``; replies are ``{"<method>": result}`` or ``{"error"}``."""
-        replies: list[dict[str, Any]] = []
+    def decode_batch(self, commands: list[dict[str, Raw]]) -> list[tuple[str, Struct | ProtocolError]]:
+        """Decode each ``{"<method>": params}`` of a batch once, straight from its raw bytes into the method's
+        struct (payloads keep their exact bytes); a command that cannot be decoded carries its error."""
+        decoded: list[tuple[str, Struct | ProtocolError]] = []
         for command in commands:
-            if not isinstance(command, dict) or len(command) != 1:
-                replies.append({"error": {"code": 107, "message": codes.ERROR_BAD_REQUEST.message}})
+            if len(command) != 1:
+                decoded.append(("", ProtocolError(codes.ERROR_BAD_REQUEST)))
                 continue
-            ((method, params),) = command.items()
-            # Params were decoded generically; re-encode so raw payload fields keep their exact bytes.
-            reply = await self.call_safe(str(method), _encode(params), who)
-            if "result" in reply:
-                replies.append({method: reply["result"]})
-            else:
-                replies.append(reply)
+            ((method, raw),) = command.items()
+            try:
+                decoded.append((method, self.decode_params(method, bytes(raw))))
+            except ProtocolError as exc:
+                decoded.append((method, exc))
+        return decoded
+
+    async def batch(
+        self, commands: list[tuple[str, Struct | ProtocolError]], who: ApiUser | None = None
+    ) -> list[dict[str, Any]]:
+        """Run decoded batch commands in order; replies are ``{"<method>": result}`` or ``{"error": ...}``."""
+        replies: list[dict[str, Any]] = []
+        for method, params in commands:
+            if isinstance(params, ProtocolError):
+                replies.append({"error": {"code": params.code, "message": str(params)}})
+                continue
+            reply = await self.call_safe(method, params, who)
+            replies.append({method: reply["result"]} if "result" in reply else reply)
         return replies

@@ -44,14 +44,17 @@ def _publish_channels(method: object, params: object) -> list[str]:
     return [channel for channel in values if isinstance(channel, str)]
 
 
-def _batch_channels(commands: list[Any]) -> list[str]:
-    return [
-        channel
-        for command in commands
-        if isinstance(command, dict)
-        for method, params in command.items()
-        for channel in _publish_channels(method, params)
-    ]
+class _Batch(msgspec.Struct):
+    """A batch body: each command an object ``{"<method>": params}`` whose params stay raw until typed."""
+
+    commands: list[dict[str, msgspec.Raw]] = []
+
+
+_batch_decoder = msgspec.json.Decoder(_Batch)
+
+
+def _batch_channels(commands: list[tuple[str, Any]]) -> list[str]:
+    return [channel for method, params in commands for channel in _publish_channels(method, params)]
 
 
 class ApiEndpoint:
@@ -135,12 +138,10 @@ class ApiEndpoint:
 
     async def _batch(self, body: bytes, who: ApiUser | None = None) -> HttpResponse:
         try:
-            decoded = msgspec.json.decode(body or b"{}")
-        except (msgspec.DecodeError, RecursionError):
+            batch = _batch_decoder.decode(body)
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
             return HttpResponse(400, _BAD_REQUEST)
-        commands = decoded.get("commands") if isinstance(decoded, dict) else None
-        if not isinstance(commands, list):
-            return HttpResponse(400, _BAD_REQUEST)
+        commands = self._executor.decode_batch(batch.commands)
         if self._limits is not None and (limited := self._over_quota(_batch_channels(commands), who)):
             return limited
         replies = await self._executor.batch(commands, who)

@@ -101,3 +101,16 @@ async def test_without_allowed_origins_only_same_origin_browsers_connect(
     with pytest.raises(InvalidStatus) as err:
         await RawClient.connect(plain.ws_url, origin="http://elsewhere.example.com")
     assert err.value.response.status_code == 403
+
+
+def test_batch_keeps_payload_bytes_exactly(server_factory: Callable[..., RunningServer]) -> None:
+    hist = server_factory(
+        "neoevents",
+        ServerOptions(namespaces=[{"name": "room", "history_size": 10, "history_ttl": "60s"}]),
+    )
+    payload = b'{"price": 1.50, "name": "caf\\u00e9", "big": 12345678901234567890}'
+    body = b'{"commands": [{"publish": {"channel": "room:exact", "data": ' + payload + b"}}]}"
+    reply = hist.api_raw("batch", body)
+    assert reply.status == 200 and "publish" in reply.json()["replies"][0]
+    history = hist.api_raw("history", b'{"channel": "room:exact", "limit": -1}')
+    assert payload in history.body
