@@ -49,9 +49,11 @@ Handler = Callable[[HttpRequest], Awaitable[HttpResponse]]
 Admit = Callable[[str], float]
 
 
+_STATUS_LINES: dict[int, str] = {status.value: f"HTTP/1.1 {status.value} {status.phrase}" for status in HTTPStatus}
+
+
 def render_response(resp: HttpResponse, keep_alive: bool) -> bytes:
-    reason = HTTPStatus(resp.status).phrase if resp.status in HTTPStatus._value2member_map_ else ""
-    lines = [f"HTTP/1.1 {resp.status} {reason}"]
+    lines = [_STATUS_LINES.get(resp.status) or f"HTTP/1.1 {resp.status} "]
     if resp.content_type:
         lines.append(f"Content-Type: {resp.content_type}")
     lines.append(f"Content-Length: {len(resp.body)}")
@@ -82,7 +84,6 @@ class HttpProtocol(asyncio.Protocol):
         self._connections = connections
         self.transport: asyncio.Transport | None = None
         self._parser = httptools.HttpRequestParser(self)
-        self._buf = bytearray()
         self._url = b""
         self._headers: dict[str, str] = {}
         self._body: list[bytes] = []
@@ -91,6 +92,8 @@ class HttpProtocol(asyncio.Protocol):
         self._busy = False
         self._closed = False
         self._remote = ""
+        self._in_head = True  # until the first request head is complete
+        self._head_bytes = 0
         self._keep_alive: list[bool] = []
 
     # ---- asyncio.Protocol ----------------------------------------------------------------------
@@ -106,10 +109,6 @@ class HttpProtocol(asyncio.Protocol):
         self._connections.discard(self)
 
     def data_received(self, data: bytes) -> None:
-        self._buf += data
-        if len(self._buf) > MAX_HEAD + MAX_BODY:
-            self._fail(413)
-            return
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -117,10 +116,18 @@ class HttpProtocol(asyncio.Protocol):
             self._on_upgrade(data, int(offset))
         except httptools.HttpParserError:
             self._fail(400)
+        if self._in_head and not self._closed:
+            # A head still incomplete after this chunk: bound it however it is split (the parser keeps
+            # partial header values in memory until they are complete).
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD:
+                self._fail(431)
 
     # ---- httptools callbacks -------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        self._head_bytes = 0
+        self._in_head = True
         self._url = b""
         self._headers = {}
         self._body = []
@@ -135,6 +142,9 @@ class HttpProtocol(asyncio.Protocol):
         self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
         if len(self._headers) > 100:
             raise httptools.HttpParserError("too many headers")
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
 
     def on_body(self, body: bytes) -> None:
         self._body_size += len(body)
@@ -154,7 +164,6 @@ class HttpProtocol(asyncio.Protocol):
             body=b"".join(self._body),
             remote=self._remote,
         )
-        self._buf = bytearray()
         self._requests.append(request)
         self._keep_alive.append(self._parser.should_keep_alive())
         if not self._busy:
@@ -184,9 +193,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def _on_upgrade(self, data: bytes, offset: int) -> None:
         assert self.transport is not None
-        consumed = len(self._buf) - len(data) + offset
-        rest = bytes(self._buf[consumed:])
-        self._buf = bytearray()
+        rest = data[offset:]  # the head ends in this chunk: anything after it is already WebSocket data
         url = httptools.parse_url(self._url)
         path = (url.path or b"/").decode("latin-1")
         query = (url.query or b"").decode("latin-1")

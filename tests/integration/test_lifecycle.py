@@ -114,3 +114,15 @@ def test_batch_keeps_payload_bytes_exactly(server_factory: Callable[..., Running
     assert reply.status == 200 and "publish" in reply.json()["replies"][0]
     history = hist.api_raw("history", b'{"channel": "room:exact", "limit": -1}')
     assert payload in history.body
+
+
+def test_oversized_request_head_is_refused(server: RunningServer) -> None:
+    import socket
+
+    with socket.create_connection((server.host, server.port), timeout=10) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ")
+        for _ in range(20):
+            sock.sendall(b"a" * 8192)
+        answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 431 ")
+    assert server.http("GET", "/health").status == 200
