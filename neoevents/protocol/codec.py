@@ -16,7 +16,7 @@ from google.protobuf.message import DecodeError as PbDecodeError
 from google.protobuf.message import Message as PbMessage
 
 from neoevents.protocol import client_pb2 as pb
-from neoevents.protocol.messages import EMPTY, Command, Publication, Push, Reply
+from neoevents.protocol.messages import EMPTY, Command, Reply
 
 _PB_COMMAND: Any = pb.Command  # type: ignore[attr-defined]
 _json_decoder: Final = msgspec.json.Decoder(Command)
@@ -177,12 +177,3 @@ class ProtobufCodec:
 
 JSON: Final = JsonCodec()
 PROTOBUF: Final = ProtobufCodec()
-
-
-def encode_publication_push(channel: str, pub: Publication) -> tuple[bytes, bytes]:
-    """Encode a publication push once per wire format: ``(json_bytes, protobuf_bytes)``.
-
-    Used on the fan-out path: the same bytes are then written to every subscriber of that format.
-    """
-    reply = Reply(push=Push(channel=channel, pub=pub))
-    return JSON.encode_reply(reply), PROTOBUF.encode_reply(reply)

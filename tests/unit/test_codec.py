@@ -6,13 +6,14 @@ import msgspec
 import pytest
 
 from neoevents.protocol import client_pb2 as pb
-from neoevents.protocol.codec import JSON, PROTOBUF, _varint, encode_publication_push
+from neoevents.protocol.codec import JSON, PROTOBUF, _varint
 from neoevents.protocol.messages import (
     ClientInfo,
     ConnectResult,
     Error,
     PresenceStatsResult,
     Publication,
+    Push,
     Reply,
     SubscribeResult,
 )
@@ -99,7 +100,8 @@ def test_protobuf_reply_round_trips_through_the_generated_messages() -> None:
 
 def test_publication_push_is_encoded_once_per_format() -> None:
     pub = Publication(data=msgspec.Raw(b'{"x":1}'), offset=4, info=ClientInfo(user="u", client="c"))
-    as_json, as_pb = encode_publication_push("ch", pub)
+    reply = Reply(push=Push(channel="ch", pub=pub))
+    as_json, as_pb = JSON.encode_reply(reply), PROTOBUF.encode_reply(reply)
     assert msgspec.json.decode(as_json) == {
         "push": {"channel": "ch", "pub": {"data": {"x": 1}, "info": {"user": "u", "client": "c"}, "offset": 4}}
     }
