@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from msgspec import Raw
 
 from neoevents.auth.rules import ANONYMOUS
-from neoevents.auth.tokens import ConnectClaims, SigningKeyUnavailable, TokenError, TokenExpired
+from neoevents.auth.tokens import ConnectClaims, SigningKeyUnavailable, SubscribeClaims, TokenError, TokenExpired
 from neoevents.config import NamespaceOptions
 from neoevents.exceptions import DisconnectError, ProtocolError
 from neoevents.protocol import codes
@@ -308,6 +308,26 @@ class Client:
             log.info("invalid connection token: %s", exc.reason)
             raise DisconnectError(codes.DISCONNECT_INVALID_TOKEN) from exc
 
+    async def _subscription_claims(
+        self, token: str, channel: str, *, invalid: ProtocolError | DisconnectError
+    ) -> SubscribeClaims:
+        """Verify a subscription token for ``channel`` (subscribe and sub_refresh); ``invalid`` is what a
+        token that does not verify gets; a token for another channel or user always ends the connection."""
+        node = self.node
+        try:
+            claims = await node.tokens.verify_subscribe_async(token)
+        except TokenExpired as exc:
+            raise ProtocolError(codes.ERROR_TOKEN_EXPIRED) from exc
+        except SigningKeyUnavailable as exc:
+            raise ProtocolError(codes.ERROR_INTERNAL) from exc
+        except TokenError as exc:
+            node.metrics.auth_failure("invalid_subscription_token")
+            raise invalid from exc
+        if claims.channel != channel or claims.user != self.user:
+            node.metrics.auth_failure("subscription_token_mismatch")
+            raise DisconnectError(codes.DISCONNECT_INVALID_TOKEN)
+        return claims
+
     async def _connect(self, req: ConnectRequest) -> Reply:
         node = self.node
         if self.state != _STATE_CONNECTING:
@@ -386,18 +406,10 @@ class Client:
         expire_at = 0
         chan_info = b""
         if req.token:
-            try:
-                claims = await node.tokens.verify_subscribe_async(req.token)
-            except TokenExpired as exc:
-                raise ProtocolError(codes.ERROR_TOKEN_EXPIRED) from exc
-            except SigningKeyUnavailable as exc:
-                raise ProtocolError(codes.ERROR_INTERNAL) from exc
-            except TokenError as exc:
-                node.metrics.auth_failure("invalid_subscription_token")
-                raise ProtocolError(codes.ERROR_PERMISSION_DENIED) from exc
-            if claims.channel != channel or claims.user != self.user:
-                node.metrics.auth_failure("subscription_token_mismatch")
-                raise DisconnectError(codes.DISCONNECT_INVALID_TOKEN)
+            # As the reference does: a bad subscription token fails the subscribe (103).
+            claims = await self._subscription_claims(
+                req.token, channel, invalid=ProtocolError(codes.ERROR_PERMISSION_DENIED)
+            )
             expire_at = claims.expire_at if claims.expire_at is not None else claims.exp
             chan_info = claims.info
             node.authorize(self, channel, ns, "subscribe", sub_token=True)
@@ -410,6 +422,7 @@ class Client:
                 await self._unsubscribe_channel(channel)
                 raise ProtocolError(codes.ERROR_TOKEN_EXPIRED)
             self.subs[channel].expire_at = expire_at
+            node.schedule_subscription_expiry(self, channel, expire_at)
             result.expires = True
             result.ttl = ttl
         return Reply(subscribe=result)
@@ -530,18 +543,13 @@ class Client:
             raise ProtocolError(codes.ERROR_PERMISSION_DENIED)
         if not req.token:
             raise DisconnectError(codes.DISCONNECT_BAD_REQUEST)
-        try:
-            claims = await node.tokens.verify_subscribe_async(req.token)
-        except TokenExpired as exc:
-            raise ProtocolError(codes.ERROR_TOKEN_EXPIRED) from exc
-        except SigningKeyUnavailable as exc:
-            raise ProtocolError(codes.ERROR_INTERNAL) from exc
-        except TokenError as exc:
-            node.metrics.auth_failure("invalid_subscription_token")
-            raise DisconnectError(codes.DISCONNECT_INVALID_TOKEN) from exc
-        if claims.channel != req.channel or claims.user != self.user:
-            raise DisconnectError(codes.DISCONNECT_INVALID_TOKEN)
+        # As the reference does: a bad token on refresh ends the connection (3500).
+        claims = await self._subscription_claims(
+            req.token, req.channel, invalid=DisconnectError(codes.DISCONNECT_INVALID_TOKEN)
+        )
         sub.expire_at = claims.expire_at if claims.expire_at is not None else claims.exp
+        if sub.expire_at:
+            node.schedule_subscription_expiry(self, req.channel, sub.expire_at)
         result = SubRefreshResult()
         if sub.expire_at:
             ttl = min(sub.expire_at - int(time.time()), MAX_TTL)

@@ -94,6 +94,7 @@ class Node:
         self._tick_count = 0
         self._pongs: dict[Client, float] = {}
         self._expiry: list[tuple[float, int, Client]] = []
+        self._sub_expiry: list[tuple[float, int, Client, str, int]] = []
         self._seq = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ticker: asyncio.Task[None] | None = None
@@ -241,6 +242,23 @@ class Node:
 
     def on_client_refreshed(self, client: Client) -> None:
         self._schedule_expiry(client)
+
+    def schedule_subscription_expiry(self, client: Client, channel: str, expire_at: int) -> None:
+        """Unsubscribe (2501, the SDK resubscribes with a fresh token) if not refreshed in time."""
+        self._seq += 1
+        deadline = expire_at + self.config.client_expired_sub_close_delay
+        heapq.heappush(self._sub_expiry, (deadline, self._seq, client, channel, expire_at))
+
+    def _expire_subscriptions(self, wall: float) -> None:
+        while self._sub_expiry and self._sub_expiry[0][0] <= wall:
+            _, _, client, channel, expire_at = heapq.heappop(self._sub_expiry)
+            sub = client.subs.get(channel)
+            if sub is None or sub.expire_at != expire_at:
+                continue  # unsubscribed, or refreshed since
+            del client.subs[channel]
+            expired = Unsubscribe(code=codes.UNSUBSCRIBE_EXPIRED.code, reason=codes.UNSUBSCRIBE_EXPIRED.reason)
+            client.send_reply(Reply(push=Push(channel=channel, unsubscribe=expired)))
+            self.spawn(self.unsubscribe_client(client, channel, sub))
 
     def _schedule_expiry(self, client: Client) -> None:
         if client.exp:
@@ -509,6 +527,7 @@ class Node:
             _, _, client = heapq.heappop(self._expiry)
             if client.exp and client.exp + self.config.client_expired_close_delay <= wall:
                 client.disconnect(codes.DISCONNECT_EXPIRED)
+        self._expire_subscriptions(wall)
         sweep = getattr(self.broker, "sweep", None)
         if sweep is not None and self._tick_count % 10 == 0:
             sweep()

@@ -3,8 +3,6 @@ their configuration keys."""
 
 from __future__ import annotations
 
-import asyncio
-
 import jwt
 import msgspec
 import pytest
@@ -17,7 +15,6 @@ from neoevents.exceptions import DisconnectError, ProtocolError
 from neoevents.metrics import Metrics
 from neoevents.node import Node
 from neoevents.protocol import codes
-from neoevents.protocol.codec import JSON
 from neoevents.ratelimit import (
     Budget,
     ClientLimiter,
@@ -27,6 +24,7 @@ from neoevents.ratelimit import (
     retry_after_header,
     tenant_of_channel,
 )
+from tests.support.memory import MemoryTransport, settle
 
 SECRET = "unit-test-secret-0123456789abcdef0123"
 
@@ -383,31 +381,6 @@ def test_rate_limit_window_must_be_positive() -> None:
 
 
 # ---- the session ------------------------------------------------------------------------------------------
-
-
-class MemoryTransport:
-    def __init__(self) -> None:
-        self.codec = JSON
-        self.framing = 0
-        self.sent: list[bytes] = []
-        self.closed: codes.Disconnect | None = None
-
-    def frame(self, payload: bytes) -> bytes:
-        return payload
-
-    def send(self, payload: bytes) -> None:
-        self.sent.append(payload)
-
-    def send_frame(self, frame: bytes) -> None:
-        self.sent.append(frame)
-
-    def close(self, disconnect: codes.Disconnect) -> None:
-        self.closed = disconnect
-
-
-async def settle() -> None:
-    for _ in range(5):
-        await asyncio.sleep(0)
 
 
 async def test_session_answers_111_then_closes_with_3013() -> None:

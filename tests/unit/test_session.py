@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import jwt
-import msgspec
 import pytest
 
 from neoevents.client import Client
@@ -14,36 +12,9 @@ from neoevents.config import Config, NamespaceOptions
 from neoevents.engines.memory import MemoryBroker, MemoryPresenceManager
 from neoevents.node import Node
 from neoevents.protocol import codes
-from neoevents.protocol.codec import JSON, Codec
+from tests.support.memory import MemoryTransport, settle
 
 SECRET = "unit-test-secret-0123456789abcdef0123"
-
-
-class MemoryTransport:
-    """Collects what the session sends; frames are the payloads themselves."""
-
-    def __init__(self, codec: Codec = JSON) -> None:
-        self.codec = codec
-        self.framing = 0
-        self.sent: list[bytes] = []
-        self.closed: codes.Disconnect | None = None
-
-    def frame(self, payload: bytes) -> bytes:
-        return payload
-
-    def send(self, payload: bytes) -> None:
-        self.sent.append(payload)
-
-    def send_frame(self, frame: bytes) -> None:
-        self.sent.append(frame)
-
-    def close(self, disconnect: codes.Disconnect) -> None:
-        self.closed = disconnect
-
-    def replies(self) -> list[dict[str, object]]:
-        out = [msgspec.json.decode(s) for s in self.sent]
-        self.sent.clear()
-        return out
 
 
 def make_node() -> Node:
@@ -64,11 +35,6 @@ def make_node() -> Node:
 
 def token(user: str = "alice", **claims: object) -> str:
     return jwt.encode({"sub": user, **claims}, SECRET)
-
-
-async def settle() -> None:
-    for _ in range(5):
-        await asyncio.sleep(0)
 
 
 @pytest.fixture
@@ -177,3 +143,27 @@ async def test_stale_connection_disconnects_with_3502(node: Node) -> None:
     node._pending[c] = 0.0
     node.tick()
     assert t.closed == codes.DISCONNECT_STALE
+
+
+async def test_subscription_expires_unless_refreshed(node: Node) -> None:
+    t = MemoryTransport()
+    c = Client(node, t)
+    exp = int(time.time()) + 60
+    sub_token = token(channel="chat:tok", exp=exp)
+    await feed(c, f'{{"id":1,"connect":{{"token":"{token()}"}}}}')
+    await feed(c, f'{{"id":2,"subscribe":{{"channel":"chat:tok","token":"{sub_token}"}}}}')
+    replies = t.replies()
+    assert any(r.get("subscribe", {}).get("expires") for r in replies), replies  # type: ignore[attr-defined]
+    later = exp + node.config.client_expired_sub_close_delay + 1
+
+    refreshed = token(channel="chat:tok", exp=exp + 3600)
+    await feed(c, f'{{"id":3,"sub_refresh":{{"channel":"chat:tok","token":"{refreshed}"}}}}')
+    node._expire_subscriptions(later)  # the refreshed subscription outlives the first deadline
+    assert "chat:tok" in c.subs
+    t.replies()
+
+    node._expire_subscriptions(later + 3600)
+    await settle()
+    [push] = [r for r in t.replies() if "push" in r]
+    assert push["push"] == {"channel": "chat:tok", "unsubscribe": {"code": 2501, "reason": "subscription expired"}}
+    assert "chat:tok" not in c.subs and t.closed is None
