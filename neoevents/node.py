@@ -13,7 +13,7 @@ import heapq
 import logging
 import random
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from msgspec import Raw
@@ -97,6 +97,10 @@ class Node:
         self._sub_expiry: list[tuple[float, int, Client, str, int]] = []
         self._seq = 0
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Engines that never wait (memory) publish through a plain call: no coroutine on the hot path.
+        self._publish_now: Callable[[str, bytes, PublishOptions], tuple[StreamPosition, bool]] | None = getattr(
+            broker, "publish_now", None
+        )
         self._ticker: asyncio.Task[None] | None = None
         self._ping_cache: dict[int, bytes] = {}
 
@@ -146,6 +150,8 @@ class Node:
     ) -> None:
         """The one authorisation entry point for a channel action: raises 107 (a name its namespace's pattern
         does not accept) or 103 when :meth:`permission` refuses, after counting and logging the reason."""
+        if subject is None and ns.name not in self.rules.namespaces:
+            return  # the trusted server, and no rules to check the channel name against
         reason = self.permission(subject, channel, ns, action, sub_token=sub_token, from_token=from_token)
         if reason is None:
             return
@@ -238,7 +244,7 @@ class Node:
         self._wheel[slot].add(client)
         self._slot_of[client] = slot
         self._schedule_expiry(client)
-        self.metrics.connections.inc()
+        self.metrics.connections += 1
 
     def on_client_refreshed(self, client: Client) -> None:
         self._schedule_expiry(client)
@@ -274,7 +280,7 @@ class Node:
             self._wheel[slot].discard(client)
         if not was_connected:
             return
-        self.metrics.connections.dec()
+        self.metrics.connections -= 1
         self.clients.pop(client.id, None)
         users = self.users.get(client.user)
         if users is not None:
@@ -319,7 +325,7 @@ class Node:
         if ns.join_leave:
             # Announced once the subscriber has its subscribe reply, so it can receive its own join.
             client.after_reply(self.broker.publish_join(channel, info))
-        self.metrics.subscriptions.inc()
+        self.metrics.subscriptions += 1
         return result
 
     async def _recover(
@@ -349,7 +355,7 @@ class Node:
         if last:
             await self.broker.unsubscribe(channel)
         ns = self.namespace_for(channel)
-        self.metrics.subscriptions.dec()
+        self.metrics.subscriptions -= 1
         if ns is None:
             return
         if ns.presence:
@@ -358,6 +364,24 @@ class Node:
             await self.broker.publish_leave(channel, client.client_info(sub.info))
 
     # ---- publishing, history -------------------------------------------------------------------
+
+    def _publish_options(
+        self,
+        ns: NamespaceOptions,
+        info: ClientInfo | None,
+        tags: dict[str, str] | None,
+        idempotency_key: str,
+        skip_history: bool,
+    ) -> PublishOptions:
+        return PublishOptions(
+            history_size=ns.history_size,
+            history_ttl=ns.history_ttl,
+            history_meta_ttl=ns.history_meta_ttl,
+            skip_history=skip_history,
+            idempotency_key=idempotency_key,
+            tags=tags or {},
+            info=info,
+        )
 
     async def publish(
         self,
@@ -368,22 +392,45 @@ class Node:
         tags: dict[str, str] | None = None,
         idempotency_key: str = "",
         skip_history: bool = False,
+        ns: NamespaceOptions | None = None,
     ) -> tuple[StreamPosition, bool]:
-        ns = self.namespace_for(channel)
+        """Publish into ``channel`` (its namespace ``ns`` when the caller has already looked it up)."""
         if ns is None:
-            raise ProtocolError(codes.ERROR_UNKNOWN_CHANNEL)
+            ns = self.namespace_for(channel)
+            if ns is None:
+                raise ProtocolError(codes.ERROR_UNKNOWN_CHANNEL)
         started = time.perf_counter()
-        options = PublishOptions(
-            history_size=ns.history_size,
-            history_ttl=ns.history_ttl,
-            history_meta_ttl=ns.history_meta_ttl,
-            skip_history=skip_history,
-            idempotency_key=idempotency_key,
-            tags=tags or {},
-            info=info,
-        )
-        result = await self.broker.publish(channel, data, options)
-        self.metrics.published(channel, time.perf_counter() - started)
+        options = self._publish_options(ns, info, tags, idempotency_key, skip_history)
+        if self._publish_now is not None:
+            result = self._publish_now(channel, data, options)
+        else:
+            result = await self.broker.publish(channel, data, options)
+        self.metrics.published(ns.name, time.perf_counter() - started)
+        return result
+
+    @property
+    def publishes_synchronously(self) -> bool:
+        """True when the engine publishes without waiting (the memory engine): :meth:`publish_now` works."""
+        return self._publish_now is not None
+
+    def publish_now(
+        self,
+        channel: str,
+        data: bytes,
+        ns: NamespaceOptions,
+        *,
+        info: ClientInfo | None = None,
+        tags: dict[str, str] | None = None,
+        idempotency_key: str = "",
+        skip_history: bool = False,
+    ) -> tuple[StreamPosition, bool]:
+        """:meth:`publish` without a coroutine, for engines that never wait (see :attr:`publishes_synchronously`)."""
+        publish_now = self._publish_now
+        if publish_now is None:
+            raise RuntimeError("the engine publishes asynchronously: use publish()")
+        started = time.perf_counter()
+        result = publish_now(channel, data, self._publish_options(ns, info, tags, idempotency_key, skip_history))
+        self.metrics.published(ns.name, time.perf_counter() - started)
         return result
 
     async def history(

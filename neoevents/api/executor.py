@@ -22,6 +22,7 @@ import msgspec
 from msgspec import Raw, Struct
 
 from neoevents.auth.rules import Identity
+from neoevents.config import NamespaceOptions
 from neoevents.exceptions import ProtocolError
 from neoevents.node import Node
 from neoevents.protocol import codes
@@ -217,9 +218,9 @@ class Executor:
 
     # ---- methods -------------------------------------------------------------------------------
 
-    def _check_channel(self, channel: str, action: str = "", who: ApiUser | None = None) -> None:
+    def _check_channel(self, channel: str, action: str = "", who: ApiUser | None = None) -> NamespaceOptions:
         """Empty (107) and unknown (102) channels; with ``action``, the channel rules (names are checked for
-        the trusted server too, the rules themselves for a user)."""
+        the trusted server too, the rules themselves for a user). Returns the channel's namespace."""
         if not channel:
             raise _bad_request()
         ns = self.node.namespace_for(channel)
@@ -227,21 +228,36 @@ class Executor:
             raise ProtocolError(codes.ERROR_UNKNOWN_CHANNEL)
         if action:
             self.node.authorize(who, channel, ns, action)
+        return ns
 
-    async def publish(self, p: PublishParams, who: ApiUser | None = None) -> dict[str, Any]:
-        self._check_channel(p.channel, "publish", who)
-        data = _payload(p.data, p.b64data)
-        position, _ = await self.node.publish(
+    def publish_now(self, p: PublishParams, who: ApiUser | None = None) -> dict[str, Any]:
+        """``publish`` as a plain call, when the engine publishes synchronously (``node.publishes_synchronously``)."""
+        ns = self._check_channel(p.channel, "publish", who)
+        position, _ = self.node.publish_now(
             p.channel,
-            data,
+            _payload(p.data, p.b64data),
+            ns,
             info=who.client_info() if who is not None else None,
             tags=p.tags,
             idempotency_key=p.idempotency_key,
             skip_history=p.skip_history,
         )
-        if p.skip_history:
-            return {}
-        return _position(position.offset, position.epoch)
+        return {} if p.skip_history else _position(position.offset, position.epoch)
+
+    async def publish(self, p: PublishParams, who: ApiUser | None = None) -> dict[str, Any]:
+        if self.node.publishes_synchronously:
+            return self.publish_now(p, who)
+        ns = self._check_channel(p.channel, "publish", who)
+        position, _ = await self.node.publish(
+            p.channel,
+            _payload(p.data, p.b64data),
+            info=who.client_info() if who is not None else None,
+            tags=p.tags,
+            idempotency_key=p.idempotency_key,
+            skip_history=p.skip_history,
+            ns=ns,
+        )
+        return {} if p.skip_history else _position(position.offset, position.epoch)
 
     async def broadcast(self, p: BroadcastParams, who: ApiUser | None = None) -> dict[str, Any]:
         if not p.channels:
@@ -250,7 +266,7 @@ class Executor:
         for channel in p.channels:
             try:
                 data = _payload(p.data, p.b64data)
-                self._check_channel(channel, "publish", who)
+                ns = self._check_channel(channel, "publish", who)
                 position, _ = await self.node.publish(
                     channel,
                     data,
@@ -258,6 +274,7 @@ class Executor:
                     tags=p.tags,
                     idempotency_key=p.idempotency_key,
                     skip_history=p.skip_history,
+                    ns=ns,
                 )
                 responses.append({"result": {} if p.skip_history else _position(position.offset, position.epoch)})
             except ProtocolError as exc:
@@ -350,12 +367,82 @@ class Executor:
     async def batch(
         self, commands: list[tuple[str, Struct | ProtocolError]], who: ApiUser | None = None
     ) -> list[dict[str, Any]]:
-        """Run decoded batch commands in order; replies are ``{"<method>": result}`` or ``{"error": ...}``."""
+        """Run decoded batch commands in order; replies are ``{"<method>": result}`` or ``{"error": ...}``.
+
+        Publications go through :meth:`publish_now` when the engine allows it: a batch of publications is
+        then one loop over plain calls, with no coroutine per command.
+        """
         replies: list[dict[str, Any]] = []
+        metrics = self.node.metrics
+        sync_publish = self.node.publishes_synchronously
+        published = 0
         for method, params in commands:
             if isinstance(params, ProtocolError):
                 replies.append({"error": {"code": params.code, "message": str(params)}})
                 continue
+            if sync_publish and type(params) is PublishParams:
+                try:
+                    replies.append({"publish": self.publish_now(params, who)})
+                    published += 1
+                except ProtocolError as exc:
+                    metrics.api_request("publish", False)
+                    replies.append({"error": {"code": exc.code, "message": str(exc)}})
+                except Exception:
+                    log.exception("internal error in API method publish")
+                    replies.append({"error": {"code": 100, "message": codes.ERROR_INTERNAL.message}})
+                continue
             reply = await self.call_safe(method, params, who)
             replies.append({method: reply["result"]} if "result" in reply else reply)
+        if published:
+            metrics.api_request("publish", True, published)
         return replies
+
+
+class _BatchCommand(Struct, forbid_unknown_fields=True):
+    """One batch command decoded straight into its method's params: exactly one field is set."""
+
+    publish: PublishParams | None = None
+    broadcast: BroadcastParams | None = None
+    subscribe: SubscribeParams | None = None
+    unsubscribe: UserChannelParams | None = None
+    disconnect: DisconnectParams | None = None
+    refresh: RefreshParams | None = None
+    presence: ChannelParams | None = None
+    presence_stats: ChannelParams | None = None
+    history: HistoryParams | None = None
+    history_remove: ChannelParams | None = None
+    channels: ChannelsParams | None = None
+    info: InfoParams | None = None
+
+
+class _TypedBatch(Struct):
+    commands: list[_BatchCommand] = []
+
+
+_typed_batch_decoder = msgspec.json.Decoder(_TypedBatch)
+_BATCH_METHODS: Final = _BatchCommand.__struct_fields__
+_ONE_SET: Final = len(_BATCH_METHODS) - 1  # Nones in a command with exactly one method
+
+
+def decode_typed_batch(body: bytes) -> list[tuple[str, Struct | ProtocolError]] | None:
+    """A well-formed batch body decoded in one pass into typed commands, or None when anything in it is not
+    (an unknown method, bad params, a command naming no or two methods): the caller then decodes command by
+    command with :meth:`Executor.decode_batch`, which pins each error on its own command."""
+    try:
+        batch = _typed_batch_decoder.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        return None
+    out: list[tuple[str, Struct | ProtocolError]] = []
+    for command in batch.commands:
+        values = msgspec.structs.astuple(command)
+        if values.count(None) != _ONE_SET:
+            return None
+        first = values[0]
+        if first is not None:
+            out.append(("publish", first))
+            continue
+        for name, value in zip(_BATCH_METHODS, values, strict=True):
+            if value is not None:
+                out.append((name, value))
+                break
+    return out

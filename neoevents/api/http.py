@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from neoevents.api.executor import ApiUser, Executor
+from neoevents.api.executor import ApiUser, Executor, decode_typed_batch
 from neoevents.auth.tokens import TokenError, TokenExpired
 from neoevents.config import Config
 from neoevents.exceptions import ProtocolError
@@ -137,11 +137,13 @@ class ApiEndpoint:
         return ns is not None and node.permission(who, channel, ns, "publish") is None
 
     async def _batch(self, body: bytes, who: ApiUser | None = None) -> HttpResponse:
-        try:
-            batch = _batch_decoder.decode(body)
-        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
-            return HttpResponse(400, _BAD_REQUEST)
-        commands = self._executor.decode_batch(batch.commands)
+        commands = decode_typed_batch(body)
+        if commands is None:
+            try:
+                batch = _batch_decoder.decode(body)
+            except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+                return HttpResponse(400, _BAD_REQUEST)
+            commands = self._executor.decode_batch(batch.commands)
         if self._limits is not None and (limited := self._over_quota(_batch_channels(commands), who)):
             return limited
         replies = await self._executor.batch(commands, who)

@@ -1,0 +1,122 @@
+"""Server API batches: the one-pass typed decoding and the synchronous publish path give exactly the replies of
+the command-by-command path (which pins each error on its command) and of an engine that publishes
+asynchronously."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from typing import Any
+
+import pytest
+
+from neoevents.api import http as api_http
+from neoevents.api.executor import Executor, decode_typed_batch
+from neoevents.api.http import ApiEndpoint
+from neoevents.configfile import load_config
+from neoevents.engines.memory import MemoryBroker, MemoryPresenceManager
+from neoevents.node import Node
+from neoevents.transport.http import HttpRequest
+
+API_KEY = "batch-test-key"
+
+PUBLISH = {"publish": {"channel": "tenant:1:deployments", "data": {"n": 1}}}
+GOOD = [
+    PUBLISH,
+    {"publish": {"channel": "system:alerts", "data": [1, 2.50, "x"], "idempotency_key": "k1"}},
+    {"publish": {"channel": "system:alerts", "data": {}, "idempotency_key": "k1"}},
+    {"broadcast": {"channels": ["tenant:1:a", "tenant:2:b"], "data": {"b": True}}},
+    {"history": {"channel": "tenant:1:deployments", "limit": 5}},
+    {"presence_stats": {"channel": "tenant:1:deployments"}},
+    {"publish": {"channel": "nope:x", "data": {}}},  # well-formed, fails on its own: 102
+    {"publish": {"channel": "", "data": {}}},  # 107
+    {"publish": {"channel": "tenant:1:x"}},  # no data: 107
+    {"publish": {"channel": "tenant:1:x", "b64data": "aGk="}},
+    {"publish": {"channel": "tenant:1:x", "b64data": "%%%"}},  # 107
+    {"info": {}},
+]
+MALFORMED: list[Any] = [
+    {"nosuch": {}},  # unknown method
+    {"publish": PUBLISH["publish"], "info": {}},  # two methods in one command
+    {},  # no method
+    {"publish": None},
+    {"publish": {"channel": 5}},  # bad params
+    {"publish": []},
+]
+
+
+class _AsyncOnlyBroker:
+    """The memory broker seen through its asynchronous interface only (like a networked engine)."""
+
+    def __init__(self) -> None:
+        self._inner = MemoryBroker()
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "publish_now":
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+
+def _endpoint(sync: bool) -> ApiEndpoint:
+    config = load_config(None, env={"CENTRIFUGO_TOKEN": API_KEY})
+    broker: Any = MemoryBroker() if sync else _AsyncOnlyBroker()
+    node = Node(config, broker, MemoryPresenceManager())
+    assert node.publishes_synchronously is sync
+    asyncio.get_event_loop().run_until_complete(node.broker.start(node))
+    return ApiEndpoint(config, Executor(node))
+
+
+def _call(endpoint: ApiEndpoint, commands: list[Any]) -> tuple[int, Any]:
+    body = json.dumps({"commands": commands}).encode()
+    request = HttpRequest("POST", "/api/batch", "", {"x-api-key": API_KEY}, body)
+    response = asyncio.get_event_loop().run_until_complete(endpoint.handle(request))
+    # Epochs are random per node: compare everything else.
+    return response.status, json.loads(re.sub(rb'"epoch":"[^"]*"', b'"epoch":"E"', response.body))
+
+
+@pytest.fixture
+def loop() -> Any:
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    yield loop
+    loop.close()
+
+
+def test_well_formed_batch_is_decoded_in_one_pass() -> None:
+    decoded = decode_typed_batch(json.dumps({"commands": GOOD}).encode())
+    assert decoded is not None
+    assert [method for method, _ in decoded] == [next(iter(c)) for c in GOOD]
+
+
+@pytest.mark.parametrize("bad", MALFORMED, ids=[json.dumps(m) for m in MALFORMED])
+def test_any_malformed_command_falls_back_to_command_by_command(bad: Any) -> None:
+    assert decode_typed_batch(json.dumps({"commands": [PUBLISH, bad, PUBLISH]}).encode()) is None
+
+
+@pytest.mark.parametrize("extra", [[], *[[m] for m in MALFORMED]], ids=["good", *[json.dumps(m) for m in MALFORMED]])
+def test_fast_paths_reply_exactly_like_the_general_path(
+    loop: Any, monkeypatch: pytest.MonkeyPatch, extra: list[Any]
+) -> None:
+    commands = [*GOOD, *extra, PUBLISH]
+    fast = _call(_endpoint(sync=True), commands)
+    asynchronous = _call(_endpoint(sync=False), commands)
+    monkeypatch.setattr(api_http, "decode_typed_batch", lambda body: None)
+    general = _call(_endpoint(sync=True), commands)
+    assert fast == asynchronous == general
+    status, body = fast
+    assert status == 200 and len(body["replies"]) == len(commands)
+    codes = [reply.get("error", {}).get("code") for reply in body["replies"]]
+    assert codes[6:11] == [102, 107, 107, None, 107]
+    assert body["replies"][0]["publish"]["offset"] == 1 and body["replies"][-1]["publish"]["offset"] >= 2
+    assert body["replies"][2]["publish"] == body["replies"][1]["publish"]  # idempotent repeat
+
+
+def test_batch_publications_are_counted(loop: Any) -> None:
+    endpoint = _endpoint(sync=True)
+    _call(endpoint, [PUBLISH, PUBLISH, {"publish": {"channel": "nope:x", "data": {}}}])
+    metrics = endpoint._executor.node.metrics
+    assert metrics.registry.get_sample_value("api_requests_total", {"method": "publish", "result": "ok"}) == 2
+    assert metrics.registry.get_sample_value("api_requests_total", {"method": "publish", "result": "error"}) == 1
+    assert metrics.registry.get_sample_value("events_published_total", {"namespace": "tenant"}) == 2
+    assert metrics.registry.get_sample_value("event_publish_duration_seconds_count", {}) == 2
