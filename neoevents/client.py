@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -141,7 +140,7 @@ class Client:
     def __init__(self, node: Node, transport: ClientTransport) -> None:
         self.node = node
         self.transport = transport
-        self.id = str(uuid.uuid4())
+        self.id = node.ids.new()
         self.user = ""
         self.info: bytes = b""
         self.tenant_id = ""

@@ -24,6 +24,7 @@ from neoevents.config import Config, NamespaceOptions
 from neoevents.engines.base import Broker, HistoryFilter, PresenceManager, PublishOptions, StreamPosition
 from neoevents.exceptions import ProtocolError
 from neoevents.hub import Hub
+from neoevents.ids import IdGenerator
 from neoevents.metrics import Metrics
 from neoevents.protocol import codes
 from neoevents.protocol.messages import (
@@ -81,6 +82,7 @@ class Node:
         self.limits = RateLimits(config, self.metrics) if config.enable_rate_limit else None
         self.rules = AccessRules(config)
         self.hub = Hub()
+        self.ids = IdGenerator()
         self.started_at = time.time()
         self.name = "neoevents"
         self._namespaces: dict[str, NamespaceOptions] = {ns.name: ns for ns in config.namespaces}

@@ -145,6 +145,8 @@ class WebSocketConnection(asyncio.Protocol):
     def _wants_protobuf(query: str, subprotocol: str | None) -> bool:
         if subprotocol == SUBPROTOCOL_PROTOBUF:
             return True
+        if not query:
+            return False
         params = parse_qs(query)
         return "protobuf" in params.get("format", ()) or "protobuf" in params.get("cf_protocol", ())
 
