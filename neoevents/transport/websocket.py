@@ -1,7 +1,11 @@
 """The WebSocket connection: an asyncio protocol around the sans-I/O ``websockets`` state machine.
 
-Incoming bytes go to :class:`websockets.server.ServerProtocol`, which parses frames, answers pings and
-enforces the message size limit (close 1009). Complete messages are passed to the session
+Almost every frame a client sends is a complete, unfragmented, masked text or binary frame: those are
+unmasked and delivered directly. Anything else (control frames, fragments, a frame split across reads,
+reserved bits, unmasked or over-limit frames) engages :class:`websockets.server.ServerProtocol`, which from
+then on parses every byte of the connection, answers pings, enforces the message size limit (close 1009)
+and runs the closing handshake. The state machine is built only then: most connections never need one,
+which saves its construction and memory. Complete messages are passed to the session
 (:class:`~neoevents.client.Client`). Outgoing data frames bypass the library: fan-out hands us frames
 framed once for every subscriber, and we queue them and write once per loop iteration
 (:class:`~neoevents.transport.flusher.Flusher`). A connection whose unsent output exceeds the queue limit
@@ -20,6 +24,11 @@ from urllib.parse import parse_qs, urlsplit
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 from websockets.server import ServerProtocol
+
+try:
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover - the C extension ships in the wheels
+    from websockets.utils import apply_mask
 
 from neoevents.client import Client
 from neoevents.protocol import codes
@@ -83,6 +92,7 @@ class WebSocketConnection(asyncio.Protocol):
         "_flusher",
         "_frag",
         "_frag_text",
+        "_max_size",
         "_node",
         "_pending",
         "_queue_max",
@@ -98,12 +108,9 @@ class WebSocketConnection(asyncio.Protocol):
         self._node = node
         self._flusher = flusher
         self.transport = transport
-        # The handshake is answered by transport.handshake; the library parses frames from the start.
-        self._ws = _ServerProtocol(
-            state=State.OPEN,
-            logger=_protocol_log,
-            max_size=node.config.websocket_message_size_limit or None,
-        )
+        # The handshake is answered by transport.handshake; the library's state machine is built on demand.
+        self._ws: _ServerProtocol | None = None
+        self._max_size = node.config.websocket_message_size_limit or None
         self.codec: Codec = JSON
         self.framing = 0
         self.client: Client | None = None
@@ -152,8 +159,21 @@ class WebSocketConnection(asyncio.Protocol):
 
     # ---- incoming ------------------------------------------------------------------------------
 
-    def data_received(self, data: bytes) -> None:
+    def _library(self) -> _ServerProtocol:
+        """The state machine, built the first time a frame needs it (it starts at a frame boundary, with no
+        fragmented message in progress: the fast path only takes complete, final data frames)."""
         ws = self._ws
+        if ws is None:
+            ws = self._ws = _ServerProtocol(state=State.OPEN, logger=_protocol_log, max_size=self._max_size)
+        return ws
+
+    def data_received(self, data: bytes) -> None:
+        if self._ws is None:
+            pos = self._fast_frames(data)
+            if pos == len(data):
+                return
+            data = data[pos:]
+        ws = self._library()
         ws.receive_data(data)
         for event in ws.events_received():
             if isinstance(event, Frame):
@@ -164,6 +184,43 @@ class WebSocketConnection(asyncio.Protocol):
                 elif not self._on_frame(event):
                     break  # this connection failed on that frame: what follows it is not processed
         self._write_library_output()
+
+    def _fast_frames(self, data: bytes) -> int:
+        """Deliver the complete, final, masked text/binary frames at the start of ``data``; returns how many
+        bytes were consumed (the rest, from a frame boundary, is the state machine's)."""
+        pos = 0
+        end = len(data)
+        limit = self._max_size
+        while end - pos >= 6:  # the smallest masked frame
+            b0 = data[pos]
+            if b0 != 0x81 and b0 != 0x82:  # FIN, no reserved bits, text or binary
+                break
+            b1 = data[pos + 1]
+            if not b1 & 0x80:  # unmasked: a protocol error the state machine reports
+                break
+            n = b1 & 0x7F
+            head = pos + 2
+            if n == 126:
+                n = int.from_bytes(data[head : head + 2], "big")
+                head += 2
+            elif n == 127:
+                if end - head < 8:
+                    break
+                n = int.from_bytes(data[head : head + 8], "big")
+                head += 8
+            start = head + 4
+            stop = start + n
+            if stop > end or (limit is not None and n > limit):
+                break
+            payload = apply_mask(data[start:stop], data[head:start])
+            text = b0 == 0x81
+            if text and not _valid_utf8(payload):
+                self._library().fail(1007, "invalid UTF-8")
+                self._write_library_output()
+                return end  # the connection failed: nothing after this frame is processed
+            pos = stop
+            self._deliver(payload, text)
+        return pos
 
     def _on_frame(self, frame: Frame) -> bool:
         """Handle a data frame; False when it failed the connection (invalid UTF-8).
@@ -179,7 +236,7 @@ class WebSocketConnection(asyncio.Protocol):
         if op is not Opcode.CONT:
             if frame.fin:
                 if op is Opcode.TEXT and not _valid_utf8(payload):
-                    self._ws.fail(1007, "invalid UTF-8")
+                    self._library().fail(1007, "invalid UTF-8")
                     return False
                 self._deliver(payload, op is Opcode.TEXT)
                 return True
@@ -196,7 +253,7 @@ class WebSocketConnection(asyncio.Protocol):
                 self._utf8.decode(payload, frame.fin)
             except UnicodeDecodeError:
                 self._frag = self._utf8 = None
-                self._ws.fail(1007, "invalid UTF-8")
+                self._library().fail(1007, "invalid UTF-8")
                 return False
         if frame.fin:
             data = b"".join(self._frag)
@@ -211,7 +268,7 @@ class WebSocketConnection(asyncio.Protocol):
             client.on_message(data)
 
     def eof_received(self) -> bool | None:
-        self._ws.receive_eof()
+        self._library().receive_eof()
         self._write_library_output()
         return None
 
@@ -263,7 +320,7 @@ class WebSocketConnection(asyncio.Protocol):
         self._node.metrics.disconnect(disconnect.code)
         self.flush()
         self._closing = True
-        ws = self._ws
+        ws = self._library()
         if ws.state is State.OPEN:
             ws.send_close(disconnect.code, disconnect.reason)
         self._write_library_output()
@@ -272,6 +329,8 @@ class WebSocketConnection(asyncio.Protocol):
 
     def _write_library_output(self) -> None:
         ws = self._ws
+        if ws is None:
+            return
         chunks = ws.data_to_send()
         if not chunks:
             return

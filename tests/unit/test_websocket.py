@@ -198,3 +198,57 @@ async def test_client_close_is_echoed_and_the_connection_ends() -> None:
     assert close_code(frames) == 1001
     assert peer.transport.closed
     assert peer.client.state in (State.CLOSING, State.CLOSED)
+
+
+# ---- the fast path for plain data frames and the hand-over to the state machine -------------------------
+
+
+async def test_plain_data_frames_never_build_the_state_machine() -> None:
+    peer = Peer(websocket_message_size_limit=300_000)
+    for size in (0, 1, 125, 126, 65535, 65536, 200_000):  # every length encoding
+        frames = await peer.send(Frame(Opcode.BINARY, bytes(size)), text("é" * 3))
+        assert [(f.opcode, len(f.data)) for f in frames] == [(Opcode.BINARY, size), (Opcode.TEXT, 6)]
+    assert peer.conn._ws is None
+
+
+@pytest.mark.parametrize("chunks", [2, 3, 7, 40])
+async def test_a_frame_split_across_reads_hands_over_at_a_frame_boundary(chunks: int) -> None:
+    peer = Peer()
+    messages = [f"message {i}" for i in range(10)]
+    frames = await peer.send(*(text(m) for m in messages), Frame(Opcode.PING, b"p"), text("last"), chunks=chunks)
+    assert [f.data for f in frames] == [m.encode() for m in messages] + [b"p", b"last"]
+    assert peer.conn._ws is not None
+    frames = await peer.send(text("after"))  # from now on the state machine parses everything
+    assert [f.data for f in frames] == [b"after"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        (b"\x81\x05hello", 1002),  # unmasked client frame
+        (b"\xc1\x80\x00\x00\x00\x00", 1002),  # reserved bit without an extension
+        (b"\x83\x80\x00\x00\x00\x00", 1002),  # reserved opcode
+    ],
+    ids=["unmasked", "rsv1", "opcode-3"],
+)
+async def test_frames_the_fast_path_refuses_fail_through_the_state_machine(raw: bytes, code: int) -> None:
+    peer = Peer()
+    frames = await peer.send(text("ok"), raw, text("never"))
+    assert frames[0].data == b"ok"
+    assert close_code(frames) == code
+    assert b"never" not in [f.data for f in frames]
+
+
+async def test_over_limit_frame_after_plain_frames_is_1009() -> None:
+    peer = Peer(websocket_message_size_limit=1000)
+    frames = await peer.send(text("x" * 1000), text("y" * 1001), text("never"))
+    assert frames[0].data == b"x" * 1000
+    assert close_code(frames) == 1009
+    assert b"never" not in [f.data for f in frames]
+
+
+async def test_invalid_utf8_on_the_fast_path_stops_at_that_frame() -> None:
+    peer = Peer()
+    frames = await peer.send(text("ok"), text(b"\xff"), text("never"))
+    assert [f.data for f in frames if f.opcode is Opcode.TEXT] == [b"ok"]
+    assert close_code(frames) == 1007
