@@ -99,6 +99,7 @@ class Node:
         self._sub_expiry: list[tuple[float, int, Client, str, int]] = []
         self._seq = 0
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._plain_options: dict[str, PublishOptions] = {}
         # Engines that never wait (memory) publish through a plain call: no coroutine on the hot path.
         self._publish_now: Callable[[str, bytes, PublishOptions], tuple[StreamPosition, bool]] | None = getattr(
             broker, "publish_now", None
@@ -375,6 +376,14 @@ class Node:
         idempotency_key: str,
         skip_history: bool,
     ) -> PublishOptions:
+        if info is None and not tags and not idempotency_key and not skip_history:
+            # The common case: the namespace's options as they are (one struct per namespace, reused).
+            options = self._plain_options.get(ns.name)
+            if options is None:
+                options = self._plain_options[ns.name] = PublishOptions(
+                    history_size=ns.history_size, history_ttl=ns.history_ttl, history_meta_ttl=ns.history_meta_ttl
+                )
+            return options
         return PublishOptions(
             history_size=ns.history_size,
             history_ttl=ns.history_ttl,
