@@ -62,9 +62,10 @@ class Server:
             ws_paths.append(TEST_ECHO_PATH)
 
         admit = node.limits.admit_connection if node.limits is not None else None
+        paths = frozenset(ws_paths)
 
         def factory() -> HttpProtocol:
-            return HttpProtocol(self.handle, upgrade, ws_paths, flusher, self._http, admit)
+            return HttpProtocol(self.handle, upgrade, paths, flusher, self._http, admit)
 
         self._server = await loop.create_server(factory, host, port, backlog=4096, reuse_address=True)
         sock = self._server.sockets[0]

@@ -24,8 +24,12 @@ class HandshakeResult:
     subprotocol: str | None = None
 
 
-def _tokens(value: str) -> set[str]:
-    return {t.strip().lower() for t in value.split(",") if t.strip()}
+def _has_token(value: str, token: str) -> bool:
+    """Whether a comma-separated header value lists ``token`` (lower-case), case-insensitively."""
+    value = value.lower()
+    if value == token:  # the usual single-token header
+        return True
+    return token in {t.strip() for t in value.split(",")}
 
 
 def _error(status: int, reason: str, body: str, extra: str = "") -> HandshakeResult:
@@ -53,9 +57,9 @@ def handshake(method: str, headers: dict[str, str], supported_subprotocols: tupl
     """
     if method != "GET":
         return _error(405, "Method Not Allowed", "WebSocket upgrade must use GET\n", "Allow: GET\r\n")
-    if "websocket" not in _tokens(headers.get("upgrade", "")):
+    if not _has_token(headers.get("upgrade", ""), "websocket"):
         return _error(400, "Bad Request", "missing Upgrade: websocket\n")
-    if "upgrade" not in _tokens(headers.get("connection", "")):
+    if not _has_token(headers.get("connection", ""), "upgrade"):
         return _error(400, "Bad Request", "missing Connection: Upgrade\n")
     if headers.get("sec-websocket-version", "").strip() != "13":
         return _error(426, "Upgrade Required", "unsupported WebSocket version\n", "Sec-WebSocket-Version: 13\r\n")

@@ -79,7 +79,11 @@ class HttpProtocol(asyncio.Protocol):
         self._handler = handler
         self._admit = admit
         self._upgrade = upgrade
-        self._ws_paths = frozenset((websocket_path,) if isinstance(websocket_path, str) else websocket_path)
+        self._ws_paths = (
+            websocket_path
+            if isinstance(websocket_path, frozenset)
+            else frozenset((websocket_path,) if isinstance(websocket_path, str) else websocket_path)
+        )
         self._flusher = flusher
         self._connections = connections
         self.transport: asyncio.Transport | None = None
@@ -91,7 +95,7 @@ class HttpProtocol(asyncio.Protocol):
         self._requests: list[HttpRequest] = []
         self._busy = False
         self._closed = False
-        self._remote = ""
+        self._remote: str | None = None  # the peer's address, looked up when first needed
         self._in_head = True  # until the first request head is complete
         self._head_bytes = 0
         self._keep_alive: list[bool] = []
@@ -101,8 +105,14 @@ class HttpProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self._connections.add(self)
-        peer = transport.get_extra_info("peername")
-        self._remote = str(peer[0]) if peer else ""
+
+    @property
+    def remote(self) -> str:
+        """The peer's IP address ("" when unknown)."""
+        if self._remote is None:
+            peer = self.transport.get_extra_info("peername") if self.transport is not None else None
+            self._remote = str(peer[0]) if peer else ""
+        return self._remote
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
@@ -162,7 +172,7 @@ class HttpProtocol(asyncio.Protocol):
             query=(url.query or b"").decode("latin-1"),
             headers=self._headers,
             body=b"".join(self._body),
-            remote=self._remote,
+            remote=self.remote,
         )
         self._requests.append(request)
         self._keep_alive.append(self._parser.should_keep_alive())
@@ -201,7 +211,7 @@ class HttpProtocol(asyncio.Protocol):
             self._fail(404)
             return
         if self._admit is not None:
-            wait = self._admit(self._remote)
+            wait = self._admit(self.remote)
             if wait > 0:
                 self._fail(429, {"Retry-After": retry_after_header(wait)})
                 return
