@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 CACHE ?= $(HOME)/.cache/neoevents
 PORT ?= 8000
 
-.PHONY: run test lint typecheck unit conformance deps-system deps-node centrifugo bench clean proto
+.PHONY: run test lint typecheck unit conformance deps-system deps-node deps-bench-node centrifugo bench clean proto
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ deps-system:
 deps-node:
 	@cd tests/conformance/js && ( [ -d node_modules/centrifuge ] || npm ci --no-audit --no-fund --silent )
 
+# The benchmark's Node.js peer (socket.io), pinned in bench/peers/package-lock.json.
+deps-bench-node:
+	@cd bench/peers && ( [ -d node_modules/socket.io ] || npm ci --no-audit --no-fund --silent )
+
 # Real Centrifugo, built from the Go module proxy: a test and benchmark reference only.
 centrifugo:
 	@bash scripts/build-centrifugo.sh "$(CACHE)/bin"
@@ -39,7 +43,7 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit tests/contract
 
-test: $(STAMP) deps-system deps-node centrifugo lint typecheck
+test: $(STAMP) deps-system deps-node deps-bench-node centrifugo lint typecheck
 	NEOEVENTS_CENTRIFUGO_BIN="$(CACHE)/bin/centrifugo" $(PY) -m pytest -q -p no:cacheprovider tests
 
 proto: $(STAMP)
@@ -49,9 +53,10 @@ proto: $(STAMP)
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
 
-# Benchmarks against Centrifugo, nats-server and floor servers; writes bench/results/ and docs/benchmarks.md.
+# Benchmarks against Centrifugo, nats-server, floor servers and peers (socket.io, python-socketio, Django
+# Channels); writes bench/results/ and docs/benchmarks.md.
 # BENCH_ARGS="--quick" for a run of seconds, e.g. BENCH_ARGS="--scenarios fanout --targets neoevents,centrifugo".
 BENCH_ARGS ?=
-bench: $(STAMP) deps-system deps-node centrifugo
+bench: $(STAMP) deps-system deps-node deps-bench-node centrifugo
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) -m bench run $(BENCH_ARGS)

@@ -30,6 +30,14 @@ def _cpus(value: str) -> list[int]:
     return [int(v) for v in _csv(value)] if value else []
 
 
+def _fanout(value: str) -> list[tuple[int, float | None]]:
+    out: list[tuple[int, float | None]] = []
+    for item in _csv(value):
+        count, _, rate = item.partition(":")
+        out.append((int(count), float(rate) if rate else None))
+    return out
+
+
 def _default_cpus() -> tuple[str, str]:
     cpus = sorted(os.sched_getaffinity(0))
     if len(cpus) < 2:
@@ -48,11 +56,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, default=0, help="load-generator processes (default 4, quick 2)")
     run.add_argument("--server-cpus", type=_cpus, default=_cpus(server_cpus), help="CPUs the server is pinned to")
     run.add_argument("--client-cpus", type=_cpus, default=_cpus(client_cpus), help="CPUs of the load generator")
-    run.add_argument("--fanout", type=lambda v: [int(x) for x in _csv(v)], help="fan-out subscriber counts")
+    run.add_argument(
+        "--fanout",
+        type=_fanout,
+        help="fan-out subscriber counts, each optionally with its fixed rate in publications/s: 1000:100,10000",
+    )
     run.add_argument("--channels", type=int, help="connections (one channel each) in the channels scenario")
     run.add_argument("--idle", type=int, help="connections in the idle scenario")
     run.add_argument("--idle-window", type=float, help="seconds measured in the idle scenario")
     run.add_argument("--storm", type=int, help="connections opened in the connect storm")
+    run.add_argument("--recovery", type=int, help="clients of the reconnect-with-recovery storm")
     run.add_argument("--warmup", type=float, help="seconds of warm-up before each measured window")
     run.add_argument("--window", type=float, help="seconds of each measured window")
     run.add_argument("--repeat", type=int, default=1, help="measure every scenario/target N times (interleaved)")
@@ -68,12 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def sizes_from(args: argparse.Namespace) -> sc.Sizes:
     sizes = sc.Sizes.quick() if args.quick else sc.Sizes()
+    if args.fanout is not None:
+        sizes.fanout_subscribers = [n for n, _ in args.fanout]
+        sizes.fanout_fixed_rates = {**sizes.fanout_fixed_rates, **{n: r for n, r in args.fanout if r}}
     overrides = {
-        "fanout_subscribers": args.fanout,
         "channels": args.channels,
         "idle_connections": args.idle,
         "idle_window": args.idle_window,
         "storm_connections": args.storm,
+        "recovery_connections": args.recovery,
         "warmup": args.warmup,
         "window": args.window,
     }
@@ -179,7 +195,8 @@ async def _run_one(
         ctx.log(f"  failed to start: {exc}")
         return [sc.Row(target.name, scenario, "-", {"size": size}, status="failed", note=f"start: {exc}"[:500])]
     try:
-        return await asyncio.wait_for(fn(ctx, running, size), sc.time_budget(scenario, ctx.sizes, size))
+        budget = sc.time_budget(scenario, ctx.sizes, size, target.slow)
+        return await asyncio.wait_for(fn(ctx, running, size), budget)
     except Exception as exc:
         ctx.log(f"  failed: {exc!r}")
         return [sc.Row(target.name, scenario, "-", {"size": size}, status="failed", note=repr(exc)[:500])]

@@ -6,8 +6,13 @@ own protocol (Centrifugo JSON ``connect`` + ``subscribe``, NATS ``CONNECT``/``SU
 for the floor servers) — and from then on incoming bytes are never parsed into frames: deliveries are
 counted by counting the payload marker ``"ts":`` in the raw stream (one C-level ``bytes.count`` per
 read, however many frames the read holds). A sample of connections also extracts the embedded send
-timestamps for publish→receive latency. Server pings (``{}`` for Centrifugo JSON, ``PING`` for NATS) are
-answered so that long idle windows stay connected.
+timestamps for publish→receive latency. Server pings (``{}`` for Centrifugo JSON, ``PING`` for NATS, the
+Engine.IO ping packet ``2`` for socket.io) are answered so that long idle windows stay connected.
+
+Protocols: ``centrifugo`` (JSON ``connect`` + ``subscribe``, optionally with ``recover`` and the position a
+previous connection of the same worker recorded), ``nats``, ``engineio`` (Engine.IO v4 / Socket.IO v5 over a raw
+WebSocket: the server's ``0{...}`` open packet, the client's ``40``, the server's ``40{"sid":...}``; events
+arrive as ``42["pub",{...}]``) and ``raw`` (subscribed once the upgrade succeeded: the floors, Django Channels).
 
 The coordinator talks to workers over a pipe (:class:`WorkerPool`) and reads their running delivery totals
 from a shared array without asking.
@@ -27,7 +32,7 @@ import time
 import traceback
 from array import array
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -44,7 +49,7 @@ _HANDSHAKE, _SETUP, _LIVE, _CLOSED = 0, 1, 2, 3
 class ConnSpec:
     """A range of connections for one worker. ``channel`` may contain ``{i}`` (the connection number)."""
 
-    proto: str  # "centrifugo" | "raw" | "nats"
+    proto: str  # "centrifugo" | "raw" | "nats" | "engineio"
     host: str
     port: int
     path: str  # may contain {channel}
@@ -56,7 +61,7 @@ class ConnSpec:
     concurrency: int = 200
     timeout: float = 20.0
     sources: Sequence[str] = SOURCE_ADDRESSES
-    extra: dict[str, Any] = field(default_factory=dict)
+    recover: bool = False  # centrifugo: subscribe with recover + the position recorded by the last connection i
 
 
 class _Worker:
@@ -72,6 +77,10 @@ class _Worker:
         self.prepared: list[tuple[ConnSpec, int, bytes]] = []
         self.lost = 0
         self.errors: list[str] = []
+        # centrifugo: (epoch, offset) of connection i's subscription, from its subscribe reply
+        self.positions: dict[int, tuple[str, int]] = {}
+        self.recovered = 0  # subscribe replies with "recovered": true
+        self.recovered_publications = 0  # publications those replies carried
 
     def add_delivered(self, n: int) -> None:
         self.delivered += n
@@ -86,6 +95,7 @@ class Subscriber(asyncio.Protocol):
         "_pong",
         "_setup",
         "_worker",
+        "index",
         "proto",
         "ready",
         "sample",
@@ -94,9 +104,17 @@ class Subscriber(asyncio.Protocol):
     )
 
     def __init__(
-        self, worker: _Worker, proto: str, request: bytes, setup: bytes, sample: bool, ready: asyncio.Future[None]
+        self,
+        worker: _Worker,
+        index: int,
+        proto: str,
+        request: bytes,
+        setup: bytes,
+        sample: bool,
+        ready: asyncio.Future[None],
     ) -> None:
         self._worker = worker
+        self.index = index
         self.proto = proto
         self._setup = setup
         self._buf = request  # the upgrade request until connection_made
@@ -109,6 +127,9 @@ class Subscriber(asyncio.Protocol):
             self._ping_pat, self._pong = b"PING\r\n", wire.client_frame(b"PONG\r\n", wire.OP_BINARY)
         elif proto == "centrifugo":
             self._ping_pat, self._pong = b"{}", wire.client_frame(b"{}")
+        elif proto == "engineio":
+            # The whole server frame of the ping packet "2": no payload byte can be 0x81.
+            self._ping_pat, self._pong = b"\x81\x012", wire.client_frame(b"3")
         else:
             self._ping_pat, self._pong = b"", b""
 
@@ -184,6 +205,8 @@ class Subscriber(asyncio.Protocol):
                 continue
             if self.proto == "centrifugo":
                 self._centrifugo_setup(payload, buf[pos:])
+            elif self.proto == "engineio":
+                self._engineio_setup(payload, buf[pos:])
             else:
                 self._nats_setup(payload, buf[pos:])
 
@@ -201,9 +224,29 @@ class Subscriber(asyncio.Protocol):
                 self._fail(f"command {reply.get('id')} failed: {reply['error']}")
                 return
             if reply.get("id") == 2:
+                self._subscribed(reply.get("subscribe") or {})
                 tail = b"\n".join(lines[k + 1 :])
                 self._go_live(tail + b"\n" + rest if tail else rest)
                 return
+
+    def _subscribed(self, result: dict[str, Any]) -> None:
+        worker = self._worker
+        if "epoch" in result:
+            worker.positions[self.index] = (result["epoch"], int(result.get("offset", 0)))
+        if result.get("recovered"):
+            worker.recovered += 1
+            worker.recovered_publications += len(result.get("publications") or ())
+
+    def _engineio_setup(self, payload: bytes, rest: bytes) -> None:
+        assert self.transport is not None
+        if payload.startswith(b"40"):
+            self._go_live(rest)
+        elif payload.startswith(b"44"):
+            self._fail(f"socket.io connect refused: {payload[:200]!r}")
+        elif payload.startswith(b"0{"):
+            self.transport.write(self._setup)  # "40": connect to the default namespace
+        elif payload == b"2":
+            self.transport.write(self._pong)
 
     def _nats_setup(self, payload: bytes, rest: bytes) -> None:
         assert self.transport is not None
@@ -244,11 +287,18 @@ class Subscriber(asyncio.Protocol):
                         lat.append(now - int(m.group(1)))
 
 
-def _setup_bytes(spec: ConnSpec, i: int, token: str, channel: str) -> bytes:
+def _setup_bytes(spec: ConnSpec, i: int, token: str, channel: str, position: tuple[str, int] | None) -> bytes:
     if spec.proto == "centrifugo":
         connect = json.dumps({"id": 1, "connect": {"token": token}}, separators=(",", ":"))
-        subscribe = json.dumps({"id": 2, "subscribe": {"channel": channel}}, separators=(",", ":"))
+        sub: dict[str, Any] = {"channel": channel}
+        if spec.recover:
+            if position is None:
+                raise RuntimeError(f"connection {i} has no recorded position to recover from")
+            sub.update(recover=True, epoch=position[0], offset=position[1])
+        subscribe = json.dumps({"id": 2, "subscribe": sub}, separators=(",", ":"))
         return wire.client_frame(f"{connect}\n{subscribe}".encode())
+    if spec.proto == "engineio":
+        return wire.client_frame(b"40")
     if spec.proto == "nats":
         connect = json.dumps({"verbose": False, "pedantic": False, "protocol": 1, "name": f"b{i}"})
         return wire.client_frame(f"CONNECT {connect}\r\nSUB {channel} 1\r\nPING\r\n".encode(), wire.OP_BINARY)
@@ -299,7 +349,8 @@ class _WorkerLoop:
         tokens = _tokens(spec)
         for k, i in enumerate(range(spec.first, spec.first + spec.count)):
             channel = spec.channel.format(i=i)
-            self.w.prepared.append((spec, i, _setup_bytes(spec, i, tokens[k], channel)))
+            setup = _setup_bytes(spec, i, tokens[k], channel, self.w.positions.get(i))
+            self.w.prepared.append((spec, i, setup))
         return {"prepared": len(self.w.prepared)}
 
     async def op_open(self) -> dict[str, Any]:
@@ -339,7 +390,7 @@ class _WorkerLoop:
             request = wire.upgrade_request(spec.host, spec.port, path)
             sample = spec.sample_every > 0 and i % spec.sample_every == 0
             _, proto = await loop.create_connection(
-                lambda: Subscriber(self.w, spec.proto, request, setup, sample, ready), sock=sock
+                lambda: Subscriber(self.w, i, spec.proto, request, setup, sample, ready), sock=sock
             )
             self.w.conns.append(proto)
             await asyncio.wait_for(ready, spec.timeout)
@@ -353,7 +404,14 @@ class _WorkerLoop:
     async def op_collect(self) -> dict[str, Any]:
         w = self.w
         alive = sum(1 for c in w.conns if c.state == _LIVE)
-        return {"delivered": w.delivered, "latencies": w.latencies.tobytes(), "lost": w.lost, "alive": alive}
+        return {
+            "delivered": w.delivered,
+            "latencies": w.latencies.tobytes(),
+            "lost": w.lost,
+            "alive": alive,
+            "recovered": w.recovered,
+            "recovered_publications": w.recovered_publications,
+        }
 
     async def op_close(self) -> dict[str, Any]:
         conns, self.w.conns = self.w.conns, []
@@ -365,6 +423,7 @@ class _WorkerLoop:
             await asyncio.sleep(0.02)
         self.w.lost = 0
         self.w.latencies = array("q")
+        self.w.recovered = self.w.recovered_publications = 0
         return {"closed": len(conns)}
 
     async def op_exit(self) -> dict[str, Any]:
@@ -475,6 +534,8 @@ class WorkerPool:
             "delivered": sum(r["delivered"] for r in results),
             "lost": sum(r["lost"] for r in results),
             "alive": sum(r["alive"] for r in results),
+            "recovered": sum(r["recovered"] for r in results),
+            "recovered_publications": sum(r["recovered_publications"] for r in results),
             "latencies": lat,
         }
 

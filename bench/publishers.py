@@ -183,10 +183,10 @@ class _WsPubConn(_Flow):
 
 
 class WsPublisher:
-    """The floor servers' publish channel: one WebSocket to ``/pub``, one frame per publication."""
+    """A ``/pub`` WebSocket: one frame per publication, or with ``batched`` one frame per ``send``."""
 
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
+    def __init__(self, host: str, port: int, path: str = "/pub", batched: bool = False) -> None:
+        self.host, self.port, self.path, self.batched = host, port, path, batched
         self._conn: _WsPubConn | None = None
         self.errors = 0
         self.first_error = ""
@@ -196,7 +196,7 @@ class WsPublisher:
         ready: asyncio.Future[None] = loop.create_future()
         _, self._conn = await loop.create_connection(lambda: _WsPubConn(ready), self.host, self.port)
         assert self._conn.transport is not None
-        self._conn.transport.write(wire.upgrade_request(self.host, self.port, "/pub"))
+        self._conn.transport.write(wire.upgrade_request(self.host, self.port, self.path))
         await asyncio.wait_for(ready, 10)
         return self
 
@@ -208,7 +208,10 @@ class WsPublisher:
             self.first_error = self.first_error or "publish connection closed"
             raise ConnectionError("publish connection closed")
         await conn.drain()
-        conn.transport.write(b"".join(wire.client_frame(ch.encode() + b"\n" + data) for ch, data in items))
+        if self.batched:
+            conn.transport.write(wire.client_frame(b"\n".join(ch.encode() + b"\n" + data for ch, data in items)))
+        else:
+            conn.transport.write(b"".join(wire.client_frame(ch.encode() + b"\n" + data) for ch, data in items))
 
     async def close(self) -> None:
         if self._conn is not None and self._conn.transport is not None:

@@ -12,6 +12,12 @@ from bench.targets import REPO
 
 CHARTS = REPO / "bench" / "results" / "charts"
 CLIENT_BOUND = 0.9  # load-generator CPU share above which a row is marked as limited by the load generator
+PEERS = ("socketio-node", "python-socketio", "python-socketio-redis", "django-channels")
+
+# Why neoevents is behind Centrifugo in a scenario, written from a final run on a quiet machine (the figures
+# move while the server is being optimised). Keys are scenario names ("fanout", "channels", "idle", "storm",
+# "recovery", "api"); each non-empty entry is printed under the comparison with Centrifugo.
+BEHIND_NOTES: dict[str, str] = {}
 
 Row = dict[str, Any]
 
@@ -50,9 +56,18 @@ def _mark(row: Row) -> str:
     util = row["metrics"].get("client_cpu_util")
     if util is not None and util >= CLIENT_BOUND:
         marks += " †"
+    if row["metrics"].get("kept_up") is False:
+        marks += " ‡"
     if row["status"] == "failed":
         marks += " ✗"
     return marks
+
+
+def _fixed_rates(sizes: dict[str, Any]) -> dict[int, float]:
+    """Fixed-rate publications/s per fan-out size (JSON keys are strings)."""
+    rates = {int(k): float(v) for k, v in (sizes.get("fanout_fixed_rates") or {}).items()}
+    fallback = sizes.get("fanout_fixed_deliveries") or 0
+    return {n: rates.get(n) or max(1.0, fallback / n) for n in sizes["fanout_subscribers"]}
 
 
 def _other_load(m: dict[str, Any]) -> float | None:
@@ -106,46 +121,48 @@ def _charts(result: dict[str, Any], directory: Path, docs_dir: Path) -> dict[str
             xs = [i + (k - (len(series) - 1) / 2) * width for i in range(len(groups))]
             ax.bar(xs, [v or 0 for v in values], width, label=label)
         ax.set_xticks(range(len(groups)))
-        ax.set_xticklabels(groups, rotation=20, ha="right")
+        ax.set_xticklabels(groups, rotation=30, ha="right")
         ax.set_ylabel(ylabel)
         if log:
             ax.set_yscale("log")
         ax.grid(axis="y", alpha=0.3)
 
     sizes = result["sizes"]["fanout_subscribers"]
+    fixed = _fixed_rates(result["sizes"])
     fan = {
         f"{n:,} subscribers": {t: _first(_ok(rows, "fanout", "max-rate", subscribers=n), t) for t in targets}
         for n in sizes
     }
     if any(r for per in fan.values() for r in per.values()):
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
         cpu = {g: [_m(per.get(t), "cpu_us_per_delivery") for t in targets] for g, per in fan.items()}
         rate = {g: [_m(per.get(t), "deliveries_per_s") for t in targets] for g, per in fan.items()}
-        bars(axes[0], targets, cpu, "server CPU µs per delivery (lower is better)", False)
-        bars(axes[1], targets, rate, "deliveries/s, max rate (higher is better)", False)
+        bars(axes[0], targets, cpu, "server CPU µs per delivery, log (lower is better)", True)
+        bars(axes[1], targets, rate, "deliveries/s, max rate, log (higher is better)", True)
         axes[0].legend()
         fig.suptitle("Fan-out to one channel, max rate")
         save(fig, "fanout")
 
     lat_rows = {
-        f"{n:,}": {t: _first(_ok(rows, "fanout", "fixed-rate", subscribers=n), t) for t in targets} for n in sizes
+        f"{n:,} x {fixed[n]:g}/s": {t: _first(_ok(rows, "fanout", "fixed-rate", subscribers=n), t) for t in targets}
+        for n in sizes
     }
     if any(r for per in lat_rows.values() for r in per.values()):
-        fig, ax = plt.subplots(figsize=(11, 4))
+        fig, ax = plt.subplots(figsize=(13, 4.5))
         series: dict[str, list[float | None]] = {}
         for g, per in lat_rows.items():
-            series[f"p50, {g} subs"] = [_lat(per[t], "p50") if per.get(t) else None for t in targets]
-            series[f"p99, {g} subs"] = [_lat(per[t], "p99") if per.get(t) else None for t in targets]
+            series[f"p50, {g}"] = [_lat(per[t], "p50") if per.get(t) else None for t in targets]
+            series[f"p99, {g}"] = [_lat(per[t], "p99") if per.get(t) else None for t in targets]
         bars(ax, targets, series, "publish → receive latency, ms (log)", True)
         ax.legend(fontsize=8)
-        ax.set_title(f"Fan-out latency at a fixed {result['sizes']['fanout_fixed_deliveries']:,} deliveries/s")
+        ax.set_title("Fan-out latency at fixed rates (subscribers x publications/s)")
         save(fig, "latency")
 
     idle = {t: _first(_ok(rows, "idle"), t) for t in targets}
     storm = {t: _first(_ok(rows, "storm"), t) for t in targets}
     chans = {t: _first(_ok(rows, "channels", "max-rate"), t) for t in targets}
     if any(idle.values()) or any(storm.values()) or any(chans.values()):
-        fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+        fig, axes = plt.subplots(1, 3, figsize=(14, 4.5))
         bars(
             axes[0], targets, {"": [_m(idle.get(t), "rss_kb_per_conn") for t in targets]}, "KB RSS per idle conn", False
         )
@@ -155,7 +172,11 @@ def _charts(result: dict[str, Any], directory: Path, docs_dir: Path) -> dict[str
         )
         axes[1].set_title(f"Connect storm: {result['sizes']['storm_connections']:,} connections")
         bars(
-            axes[2], targets, {"": [_m(chans.get(t), "cpu_us_per_delivery") for t in targets]}, "CPU µs/delivery", False
+            axes[2],
+            targets,
+            {"": [_m(chans.get(t), "cpu_us_per_delivery") for t in targets]},
+            "CPU µs/delivery, log",
+            True,
         )
         axes[2].set_title(f"Many channels: {result['sizes']['channels']:,}, max rate")
         save(fig, "connections")
@@ -176,23 +197,29 @@ INTRO = """\
 # Benchmarks
 
 Measured throughput, CPU cost, latency and memory of neoevents against the reference Centrifugo, nats-server's
-WebSocket listener and minimal "floor" broadcasters, all driven by the same load generator on the same
+WebSocket listener, minimal "floor" broadcasters and the real-time frameworks applications use directly
+(socket.io on Node.js, python-socketio, Django Channels), all driven by the same load generator on the same
 machine. This page is generated by `python -m bench report` from the result file named below; the text
 around the tables lives in `bench/report.py`.
 
 ## How to run
 
 ```bash
-make bench                                    # every scenario and target at the sizes below (~20 min)
+make bench                                    # every scenario and target at the sizes below (~30-40 min)
 .venv/bin/python -m bench run --quick         # tiny sizes, a few seconds per target
 .venv/bin/python -m bench run --scenarios fanout,idle --targets neoevents,centrifugo --fanout 1000,10000
+.venv/bin/python -m bench run --scenarios fanout --targets neoevents,python-socketio --fanout 1000:100,500:20
 .venv/bin/python -m bench report              # rewrite this page from the newest full result file
 ```
 
-Results go to `bench/results/run-<UTC time>.json` (`--quick` runs get a `-quick` suffix and are not used
-for this page unless named). The bench extra (`pip install -e '.[bench]'`) adds picows (a floor) and
-matplotlib (the charts). The Centrifugo binary comes from `make centrifugo`, nats-server from
-`make deps-system`, Node's `ws` from `make deps-node`; a target that is missing is reported as skipped.
+`--fanout` takes subscriber counts, each optionally with the publications/s of its fixed-rate phase
+(`1000:100`). Results go to `bench/results/run-<UTC time>.json` (`--quick` runs get a `-quick` suffix and
+are not used for this page unless named). The bench extra (`pip install -e '.[bench]'`) adds picows (a
+floor), matplotlib (the charts) and the Python peers (python-socketio, uvicorn, redis-py, Django, Channels,
+channels_redis, all pinned). The Centrifugo binary comes from `make centrifugo`, nats-server and
+redis-server from `make deps-system`, Node's `ws` from `make deps-node`, socket.io (pinned in
+`bench/peers/package-lock.json`) from `make deps-bench-node`; a target that is missing is reported as
+skipped.
 
 ## Method
 
@@ -208,10 +235,27 @@ matplotlib (the charts). The Centrifugo binary comes from `make centrifugo`, nat
   the send timestamp embedded in each ~100-byte payload for publish → receive latency. Pings are answered.
 - **Publishing.** neoevents and Centrifugo: the HTTP server API (`/api/publish`, or `/api/batch` with 100
   publications per request) over keep-alive connections with pipelined, concurrent requests. nats-server:
-  `PUB` on its client port. Floors: frames on a `/pub` WebSocket.
-- **Fixed-rate phases** publish on a timer (latency at a moderate load). **Max-rate phases** are a closed
-  loop that keeps at most 40,000 deliveries (or two publications, if larger) outstanding, so the rate is the
-  one the server sustains with bounded queues; their latency includes that queueing.
+  `PUB` on its client port. Floors: frames on a `/pub` WebSocket. Peers: a `/pub` WebSocket on the peer's
+  own server whose frames carry one or more `<room>\n<payload>` pairs (100 per frame where the API gets a
+  batch), each turned into the framework's own broadcast: `io.to(room).emit("pub", data)` (socket.io),
+  `await sio.emit("pub", data, room=room)` (python-socketio), `group_send(group, {"type": "pub", ...})`
+  (Channels, whose consumers write the text out unchanged).
+- **Peers** (`bench/peers/`). socket.io 4.8 on Node.js and python-socketio 5 on uvicorn: subscribers speak
+  Engine.IO v4 / Socket.IO v5 over a WebSocket (`/socket.io/?EIO=4&transport=websocket&room=<room>`, open
+  packet, `40` connect, events as `42["pub",{...}]`, pings answered) and join the room in the connect handler.
+  python-socketio also runs with its Redis manager (`python-socketio-redis`: every emit goes through Redis
+  pub/sub, as with several processes). Django Channels 4 on uvicorn with `channels_redis`: subscribers open
+  `/ws/<group>` and the consumer joins the group before it accepts. Targets with a Redis start their own
+  `redis-server` pinned to the server's core, and its CPU time and memory are counted with the server's.
+  uvicorn's WebSocket pings are off (Engine.IO pings at its own level; Channels has none, like the floors).
+- **Fixed-rate phases** publish on a timer. The fan-out rates are the latency points of the performance
+  targets: 1,000 subscribers x 100 publications/s, 2,000 x 50/s and 10,000 x 10/s (100,000 deliveries/s
+  each). A target that cannot keep up is not fed without bound: while more deliveries are outstanding than it
+  delivered in the last second, due publications are skipped. Such rows are marked **‡** (could not keep up;
+  achieved vs asked rate in "Skipped, failed, behind"). **Max-rate phases** are a closed loop that keeps at
+  most 40,000 deliveries (or two publications, if larger) outstanding, so the rate is the one the server
+  sustains with bounded queues; their latency includes that queueing. After each phase the queued deliveries
+  are waited for (until none is outstanding, none arrived for 3 s, or 10 s passed).
 - **CPU** is the server process's utime+stime from `/proc/<pid>/stat` across the measured window divided by
   what was delivered in it, so it includes receiving the publications. This kernel accounts CPU time by
   tick without separate IRQ time, so softirq work (loopback TCP) is charged to whatever process was running
@@ -223,7 +267,7 @@ matplotlib (the charts). The Centrifugo binary comes from `make centrifugo`, nat
   RSS per connection is (RSS with the connections - RSS before them) / connections.
 - Each target/scenario gets a fresh server. Warm-up, then the measured window (sizes below).
 - Floors speak no protocol and check nothing: subscribers connect to `/sub/<channel>` and are subscribed.
-  nats-server needs no token either. Only neoevents and Centrifugo verify a JWT per connection.
+  nats-server and the peers need no token either. Only neoevents and Centrifugo verify a JWT per connection.
 """
 
 READING = """\
@@ -236,9 +280,10 @@ READING = """\
   the fixed-rate rows and why the floors are *not* the cheapest in the max-rate rows: neoevents queues frames
   per connection and writes them once per event-loop iteration, Centrifugo and nats-server batch in their
   per-connection writers, so under load several frames share one syscall.
-- **Fixed-rate fan-out latency is the time to write one publication to every socket.** With N subscribers
-  the last one is served N sends after the first, so p50 is roughly half of N times the per-send cost: about
-  5-15 ms at 1,000 subscribers and 80-200 ms at 10,000 on one core here, for every target.
+- **Fixed-rate fan-out latency is at least the time to write one publication to every socket.** With N
+  subscribers the last one is served N sends after the first, so p50 is at least half of N times the per-send
+  cost; at 100,000 deliveries/s a server whose CPU per delivery approaches 10 µs has no idle time left on one
+  core, and queueing adds to it.
 - **Max-rate latency** includes the closed loop's queue (up to 40,000 deliveries in flight), so it measures
   queueing, not the server's responsiveness; compare rates and CPU there.
 - **Many channels** cannot batch across connections: each publication is one delivery to one socket, so the
@@ -246,6 +291,9 @@ READING = """\
   Centrifugo's cost, while the floors and NATS receive publications over a WebSocket or TCP stream.
 - **Floors** are protocol-free and unauthenticated; they bound what a stack costs, not what a real-time
   server must cost.
+- **Peers** run their framework's own broadcast as an application would, without authentication, history or
+  recovery. Where a Redis is part of the design (python-socketio's Redis manager, `channels_redis`) its CPU
+  is included, so those rows are what one server process plus its Redis cost on one core.
 
 """
 
@@ -282,13 +330,21 @@ def _targets_table(result: dict[str, Any]) -> str:
 
 def _sizes_text(result: dict[str, Any]) -> str:
     s = result["sizes"]
+    fixed = _fixed_rates(s)
+    points = ", ".join(f"{n:,} x {fixed[n]:g}/s" for n in s["fanout_subscribers"])
+    recovery = ""
+    if "recovery_connections" in s:
+        recovery = (
+            f" Reconnect with recovery: {s['recovery_connections']:,} clients, {s['recovery_missed']} missed "
+            "publications each."
+        )
     return (
-        f"Fan-out: {', '.join(f'{n:,}' for n in s['fanout_subscribers'])} subscribers, fixed rate "
-        f"{s['fanout_fixed_deliveries']:,} deliveries/s. Many channels: {s['channels']:,} connections, fixed rate "
+        f"Fan-out: {', '.join(f'{n:,}' for n in s['fanout_subscribers'])} subscribers; fixed rate (subscribers x "
+        f"publications/s) {points}. Many channels: {s['channels']:,} connections, fixed rate "
         f"{s['channels_fixed_rate']:,} publications/s. Idle: {s['idle_connections']:,} connections for "
         f"{s['idle_window']:g} s. Connect storm: {s['storm_connections']:,} connections, "
-        f"{s['storm_concurrency']} handshakes in flight per worker x {result.get('workers', '?')} workers. Warm-up "
-        f"{s['warmup']:g} s, window {s['window']:g} s, payload {s['payload_size']} bytes."
+        f"{s['storm_concurrency']} handshakes in flight per worker x {result.get('workers', '?')} workers."
+        f"{recovery} Warm-up {s['warmup']:g} s, window {s['window']:g} s, payload {s['payload_size']} bytes."
     )
 
 
@@ -341,14 +397,15 @@ def _summary(rows: list[Row], result: dict[str, Any]) -> str:
 
         return get
 
+    fixed = _fixed_rates(result["sizes"])
     for n in result["sizes"]["fanout_subscribers"]:
         pairs += [
             (f"fan-out {n:,}: deliveries/s (max rate)", pair("fanout", "max-rate", subscribers=n),
              "deliveries_per_s", True),
             (f"fan-out {n:,}: CPU µs per delivery (max rate)", pair("fanout", "max-rate", subscribers=n),
              "cpu_us_per_delivery", False),
-            (f"fan-out {n:,}: p99 latency ms (fixed rate)", pair("fanout", "fixed-rate", subscribers=n),
-             "p99", False),
+            (f"fan-out {n:,}: p99 latency ms (fixed rate, {fixed[n]:g} publications/s)",
+             pair("fanout", "fixed-rate", subscribers=n), "p99", False),
         ]  # fmt: skip
     pairs += [
         ("many channels: deliveries/s (max rate)", pair("channels", "max-rate"), "deliveries_per_s", True),
@@ -358,6 +415,8 @@ def _summary(rows: list[Row], result: dict[str, Any]) -> str:
         ("idle: CPU µs per connection per second", pair("idle", None), "cpu_us_per_conn_s", False),
         ("connect storm: connect+subscribe/s", pair("storm", None), "connects_per_s", True),
         ("connect storm: CPU µs per connection", pair("storm", None), "cpu_us_per_connect", False),
+        ("reconnect with recovery: reconnects/s", pair("recovery", None), "reconnects_per_s", True),
+        ("reconnect with recovery: CPU µs per reconnect", pair("recovery", None), "cpu_us_per_reconnect", False),
         ("HTTP API: publishes/s, single", pair("api", "single"), "publishes_per_s", True),
         ("HTTP API: CPU µs per publish, single", pair("api", "single"), "cpu_us_per_publish", False),
         ("HTTP API: publishes/s, batch", pair("api", "batch"), "publishes_per_s", True),
@@ -372,9 +431,158 @@ def _summary(rows: list[Row], result: dict[str, Any]) -> str:
         a = _lat(neo, key) if latency and neo else _m(neo, key)
         b = _lat(cen, key) if latency and cen else _m(cen, key)
         better = "higher is better" if higher_better else "lower is better"
-        marks = " †" if any(r is not None and "†" in _mark(r) for r in (neo, cen)) else ""
+        found = [_mark(r) for r in (neo, cen) if r is not None]
+        marks = "".join(f" {m}" for m in ("†", "‡") if any(m in f for f in found))
         lines.append([label + marks, _fmt(a, 2), _fmt(b, 2), _ratio(a, b), better])
     return _table(["metric", "neoevents", "Centrifugo", "neoevents / Centrifugo", ""], lines)
+
+
+def _problem(row: Row) -> str:
+    if row["status"] != "ok":
+        return str(row["status"])
+    return "behind" if row["metrics"].get("kept_up") is False else "note"
+
+
+def _behind_notes() -> str:
+    """The hook for the explanation of where neoevents is behind Centrifugo (see BEHIND_NOTES)."""
+    notes = [(scenario, text.strip()) for scenario, text in BEHIND_NOTES.items() if text.strip()]
+    if not notes:
+        return ""
+    titles = {
+        "fanout": "Fan-out", "channels": "Many channels", "idle": "Idle connections", "storm": "Connect storm",
+        "recovery": "Reconnect with recovery", "api": "HTTP publish API",
+    }  # fmt: skip
+    body = "\n\n".join(f"**{titles.get(s, s)}.** {t}" for s, t in notes)
+    return "\n### Where neoevents is behind\n\n" + body + "\n"
+
+
+# ---- performance targets ---------------------------------------------------------------------------
+
+# p99 fan-out latency targets (ms) at (subscribers, publications/s) of the fixed-rate phase.
+LATENCY_TARGETS_MS: dict[tuple[int, float], float] = {(1000, 100.0): 50.0, (10000, 10.0): 100.0}
+SOCKETIO_FACTOR = 10.0  # neoevents at least this many times better than python-socketio
+
+
+def _fixed_row(rows: list[Row], target: str, n: int, rate: float) -> Row | None:
+    found = [r for r in _ok(rows, "fanout", "fixed-rate", subscribers=n) if r["target"] == target]
+    return next((r for r in found if abs(float(r["params"].get("publishes_per_s", 0)) - rate) < 0.01), None)
+
+
+def _met(ok: bool | None) -> str:
+    return {True: "met", False: "**not met**", None: "not measured"}[ok]
+
+
+def _latency_points(rows: list[Row], result: dict[str, Any]) -> list[tuple[int, float, float | None]]:
+    """(subscribers, publications/s, p99 target in ms or None) of every fixed-rate fan-out point measured,
+    and of every target point even if not measured."""
+    fixed = _fixed_rates(result["sizes"])
+    points = {(n, rate): LATENCY_TARGETS_MS.get((n, rate)) for n, rate in fixed.items()}
+    for key, target in LATENCY_TARGETS_MS.items():
+        points.setdefault(key, target)
+    return [(n, rate, target) for (n, rate), target in sorted(points.items())]
+
+
+def _latency_goal(rows: list[Row], n: int, rate: float, target: float) -> tuple[str, bool | None]:
+    row = _fixed_row(rows, "neoevents", n, rate)
+    p99 = _lat(row, "p99") if row else None
+    if row is None or p99 is None:
+        return "—", None
+    behind = row["metrics"].get("kept_up") is False
+    text = f"{_fmt(p99, 2)} ms" + (" (could not keep up)" if behind else "")
+    return text, p99 <= target and not behind
+
+
+def _socketio_factor(rows: list[Row], n: int, key: str, lower_better: bool) -> tuple[Any, Any, float | None]:
+    found = _ok(rows, "fanout", "max-rate", subscribers=n)
+    neo, sio = _m(_first(found, "neoevents"), key), _m(_first(found, "python-socketio"), key)
+    if not neo or not sio:
+        return neo, sio, None
+    return neo, sio, (sio / neo if lower_better else neo / sio)
+
+
+def _goals_table(rows: list[Row], result: dict[str, Any]) -> str:
+    lines = []
+    for n, rate, target in _latency_points(rows, result):
+        if target is None:
+            continue
+        achieved, ok = _latency_goal(rows, n, rate, target)
+        lines.append(
+            [f"fan-out p99 latency, {n:,} subscribers x {rate:g} publications/s", f"≤ {target:g} ms", achieved,
+             _met(ok)]
+        )  # fmt: skip
+    for n in result["sizes"]["fanout_subscribers"]:
+        _, _, cpu = _socketio_factor(rows, n, "cpu_us_per_delivery", True)
+        _, _, rate = _socketio_factor(rows, n, "deliveries_per_s", False)
+        achieved = "—" if cpu is None else f"{cpu:.1f}x less CPU per delivery"
+        if cpu is not None and rate is not None:
+            achieved += f" ({rate:.1f}x the deliveries/s)"
+        lines.append(
+            [f"neoevents ≥ {SOCKETIO_FACTOR:g}x better than python-socketio: fan-out to {n:,}, server CPU per "
+             "delivery at max rate", f"≥ {SOCKETIO_FACTOR:g}x", achieved,
+             _met(None if cpu is None else cpu >= SOCKETIO_FACTOR)]
+        )  # fmt: skip
+    return _table(["target", "goal", "achieved (neoevents)", ""], lines)
+
+
+def _latency_table(rows: list[Row], result: dict[str, Any]) -> str:
+    lines = []
+    for n, rate, target in _latency_points(rows, result):
+        neo = _fixed_row(rows, "neoevents", n, rate)
+        cen = _fixed_row(rows, "centrifugo", n, rate)
+        ok = _latency_goal(rows, n, rate, target)[1] if target is not None else None
+        lines.append(
+            [f"{n:,} x {rate:g}/s", _fmt(n * rate), f"≤ {target:g} ms" if target is not None else "—",
+             _fmt(_lat(neo, "p50"), 2) if neo else "—", _fmt(_lat(neo, "p99"), 2) if neo else "—",
+             _fmt(_lat(neo, "p999"), 2) if neo else "—",
+             ("no" if neo["metrics"].get("kept_up") is False else "yes") if neo else "—",
+             _met(ok) if target is not None else "",
+             _fmt(_lat(cen, "p99"), 2) if cen else "—"]
+        )  # fmt: skip
+    return _table(
+        ["subscribers x publications/s", "deliveries/s", "target p99", "neoevents p50 ms", "p99 ms", "p99.9 ms",
+         "kept up", "", "Centrifugo p99 ms"],
+        lines,
+    )  # fmt: skip
+
+
+def _socketio_table(rows: list[Row], result: dict[str, Any]) -> str:
+    lines = []
+    for n in result["sizes"]["fanout_subscribers"]:
+        for label, key, lower in (
+            ("server CPU µs per delivery", "cpu_us_per_delivery", True),
+            ("deliveries/s", "deliveries_per_s", False),
+        ):
+            neo, sio, factor = _socketio_factor(rows, n, key, lower)
+            if neo is None and sio is None:
+                continue
+            lines.append(
+                [f"fan-out {n:,}, max rate: {label}", _fmt(neo, 2), _fmt(sio, 2),
+                 "—" if factor is None else f"{factor:.1f}x",
+                 ("yes" if factor >= SOCKETIO_FACTOR else "no") if factor is not None else "—"]
+            )  # fmt: skip
+    return _table(["metric", "neoevents", "python-socketio", "neoevents better by", f"≥ {SOCKETIO_FACTOR:g}x"], lines)
+
+
+def _peers_table(rows: list[Row], result: dict[str, Any]) -> str:
+    sizes = result["sizes"]["fanout_subscribers"]
+    names = [t for t in ("neoevents", "centrifugo", *PEERS) if t in result["targets"]]
+    lines = []
+    for t in names:
+        fan = [_first(_ok(rows, "fanout", "max-rate", subscribers=n), t) for n in sizes]
+        chans = _first(_ok(rows, "channels", "max-rate"), t)
+        idle = _first(_ok(rows, "idle"), t)
+        storm = _first(_ok(rows, "storm"), t)
+        lines.append(
+            [f"`{t}`", *[_fmt(_m(r, "cpu_us_per_delivery"), 2) for r in fan],
+             *[_fmt(_m(r, "deliveries_per_s")) for r in fan], _fmt(_m(chans, "cpu_us_per_delivery"), 2),
+             _fmt(_m(idle, "rss_kb_per_conn")), _fmt(_m(storm, "connects_per_s")),
+             _fmt(_m(storm, "cpu_us_per_connect"))]
+        )  # fmt: skip
+    header = [
+        "target", *[f"fan-out {n:,}: CPU µs/delivery" for n in sizes], *[f"fan-out {n:,}: deliveries/s" for n in sizes],
+        "many channels: CPU µs/delivery", "idle: KB/conn", "connect+subscribe/s", "CPU µs per connect",
+    ]  # fmt: skip
+    return _table(header, lines)
 
 
 def best_rows(rows: list[Row]) -> list[Row]:
@@ -407,15 +615,33 @@ def render(result: dict[str, Any], source: Path, charts: dict[str, str]) -> str:
         f"{m.get('loadavg_after', '?')}.{_repeat_text(result)}\n\n{_sizes_text(result)}\n\n{_targets_table(result)}\n"
     )
     parts.append(
+        "## Targets\n\nThe performance targets for neoevents (memory engine) and what this run achieved. "
+        "The python-socketio comparison is judged on server CPU per delivery, which other load on the machine "
+        "does not change; the deliveries/s factor is given beside it.\n\n" + _goals_table(rows, result) + "\n"
+    )
+    parts.append(
         "## neoevents compared with Centrifugo\n\nSame configuration, same load generator, same core. "
         "A ratio above 1 means neoevents has the larger number (good for rates, bad for costs and latency). "
-        "† = load generator at ≥ 90% of its core in that row.\n\n" + _summary(rows, result) + "\n"
+        "† = load generator at ≥ 90% of its core in that row; ‡ = a target could not keep up with the fixed "
+        "rate.\n\n" + _summary(rows, result) + "\n" + _behind_notes()
     )
+    parts.append(
+        "## neoevents compared with the peers\n\nThe frameworks applications use directly, each with its own "
+        "broadcast (see Method). Against python-socketio (in-memory manager), at the fan-out sizes:\n\n"
+        + _socketio_table(rows, result)
+        + "\n\nAt a glance (max-rate rows; each scenario's section has the details):\n\n"
+        + _peers_table(rows, result)
+        + "\n"
+    )
+    fixed = _fixed_rates(result["sizes"])
     fan_parts = []
     for n in result["sizes"]["fanout_subscribers"]:
         found = _ok(rows, "fanout", None, subscribers=n)
         if found:
-            fan_parts.append(f"### {n:,} subscribers\n\n{_publish_table(found)}\n")
+            fan_parts.append(
+                f"### {n:,} subscribers (fixed rate {fixed[n]:g} publications/s = {n * fixed[n]:,.0f} "
+                f"deliveries/s)\n\n{_publish_table(found)}\n"
+            )
     if fan_parts:
         chart = ""
         if "fanout" in charts:
@@ -424,8 +650,14 @@ def render(result: dict[str, Any], source: Path, charts: dict[str, str]) -> str:
             chart += f"![fan-out latency]({charts['latency']})\n\n"
         parts.append(
             "## Fan-out: one channel, many subscribers\n\nOne publication goes to every subscriber of "
-            "`bench:fanout`. Fixed rate: a timer publishes enough for the configured deliveries/s; max rate: "
-            "closed loop (see Method).\n\n" + chart + "\n".join(fan_parts)
+            "`bench:fanout` (`bench.fanout` for Channels, whose group names allow no `:`). Fixed rate: a timer "
+            "publishes at the rate given per size; max rate: closed loop (see Method). ‡ = could not keep up with "
+            "the fixed rate.\n\n### Latency at the target points\n\nFixed-rate phases, neoevents against its "
+            "targets (p99), Centrifugo for reference.\n\n"
+            + _latency_table(rows, result)
+            + "\n\n"
+            + chart
+            + "\n".join(fan_parts)
         )
     found = _ok(rows, "channels")
     if found:
@@ -433,8 +665,10 @@ def render(result: dict[str, Any], source: Path, charts: dict[str, str]) -> str:
         parts.append(
             f"## Many channels: {n:,} connections, each on its own `tenant:<i>:events`\n\nPublications go "
             f"round-robin over all channels, {result['sizes']['api_batch']} per API batch request (per write "
-            "for NATS and the floors), so every publication is one delivery and the publish path is part of "
-            "the cost.\n\n" + _publish_table(found) + "\n"
+            "for NATS and the floors, per `/pub` frame for the peers), so every publication is one delivery and "
+            "the publish path is part of the cost. ‡ = could not keep up with the fixed rate.\n\n"
+            + _publish_table(found)
+            + "\n"
         )
     found = _ok(rows, "idle")
     if found:
@@ -468,9 +702,32 @@ def render(result: dict[str, Any], source: Path, charts: dict[str, str]) -> str:
         parts.append(
             "## Connect storm\n\nNew connections as fast as the load generator opens them: TCP connect, "
             "WebSocket upgrade, and for neoevents/Centrifugo a `connect` with a fresh JWT per user plus a "
-            "`subscribe`; counted when the subscribe reply (or the 101 for floors, the PONG for NATS) arrives.\n\n"
+            "`subscribe`; counted when the subscribe reply arrives (the 101 for floors and Channels, whose "
+            "consumer joins the group before accepting; the PONG for NATS; the `40` connect reply for socket.io, "
+            "sent after the connect handler joined the room).\n\n"
             + _table(["target", "connections", "connect+subscribe/s", "CPU µs per connection", "server CPU",
                       "other load", "client CPU"], lines)
+            + "\n"
+        )  # fmt: skip
+    found = _ok(rows, "recovery")
+    if found:
+        lines = [
+            [f"`{r['target']}`{_mark(r)}", _fmt(r["metrics"].get("ok")), _fmt(r["metrics"].get("missed_per_client")),
+             _fmt(r["metrics"].get("reconnects_per_s")), _fmt(r["metrics"].get("cpu_us_per_reconnect")),
+             f"{_fmt(r['metrics'].get('recovered_publications'))} / {_fmt(r['metrics'].get('expected_publications'))}",
+             _fmt(r["metrics"].get("server_cpu_util"), 2), _fmt(_other_load(r["metrics"]), 2),
+             _fmt(r["metrics"].get("client_cpu_util"), 2)]
+            for r in found
+        ]  # fmt: skip
+        parts.append(
+            "### Reconnect with recovery\n\nClients subscribed to their own channel of a namespace with history "
+            "and forced recovery (`recover:<i>`) all drop their connections; while they are away every channel "
+            "gets the same number of publications; then they all reconnect at once, each with a fresh JWT and a "
+            "`subscribe` with `recover: true` and the epoch and offset of its earlier subscription, and are "
+            "counted when the subscribe reply with the recovered publications arrives. neoevents and Centrifugo "
+            "only (the other targets have no history).\n\n"
+            + _table(["target", "clients", "missed each", "reconnects/s", "CPU µs per reconnect",
+                      "publications recovered / expected", "server CPU", "other load", "client CPU"], lines)
             + "\n"
         )  # fmt: skip
     found = _ok(rows, "api")
@@ -489,11 +746,15 @@ def render(result: dict[str, Any], source: Path, charts: dict[str, str]) -> str:
                       "CPU µs per publish", "server CPU", "other load", "client CPU"], lines)
             + "\n"
         )  # fmt: skip
-    problems = [r for r in rows if r["status"] != "ok"]
+    problems = [r for r in rows if r["status"] != "ok" or r["note"]]
     if problems:
-        lines = [[f"`{r['target']}`", r["scenario"], r["phase"], r["status"], r["note"][:200]] for r in problems]
+        lines = [
+            [f"`{r['target']}`", r["scenario"], r["phase"], _problem(r),
+             r["note"][:200]]
+            for r in problems
+        ]  # fmt: skip
         parts.append(
-            "## Skipped and failed\n\n" + _table(["target", "scenario", "phase", "status", "why"], lines) + "\n"
+            "## Skipped, failed, behind\n\n" + _table(["target", "scenario", "phase", "status", "why"], lines) + "\n"
         )
     parts.append(READING)
     parts.append(PUBLISHED)

@@ -6,10 +6,16 @@ counted by the workers and the number of acknowledged publications are read; rat
 costs are differences over the window. Latency samples (publish → receive, from the timestamp embedded in
 each payload) are only recorded inside the window.
 
-*Fixed-rate* phases publish on a timer. *Max-rate* phases are a closed loop: the publisher keeps at most
-``inflight_deliveries`` deliveries outstanding (published x subscribers - delivered), so the measured rate is
-the highest the server sustains without queues growing without bound (and without tripping slow-consumer
-disconnects), and max-rate latency includes that bounded queueing.
+*Fixed-rate* phases publish on a timer. While more deliveries are outstanding than the target delivered in
+the last ``fixed_backlog_s`` seconds (and more than two publications' worth), due publications are skipped,
+so a target that cannot keep up has a queue of about that many seconds, and the row is marked as not keeping
+up. *Max-rate* phases are a closed loop: the publisher keeps at most ``inflight_deliveries`` deliveries
+outstanding (published x subscribers - delivered), so the measured rate is the highest the server sustains
+without queues growing without bound (and without tripping slow-consumer disconnects), and max-rate latency
+includes that bounded queueing.
+
+After a phase, queued deliveries are waited for until none is outstanding, or none arrived for
+``drain_idle`` seconds, or ``drain_max`` seconds passed.
 """
 
 from __future__ import annotations
@@ -17,8 +23,9 @@ from __future__ import annotations
 import asyncio
 import time
 from array import array
+from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,33 +33,47 @@ from bench import wire
 from bench.loadgen import ConnSpec, WorkerPool
 from bench.procstat import cpu_seconds, cpu_times, rss_bytes, self_cpu_seconds
 from bench.publishers import Publisher
-from bench.targets import RunningTarget, Target
+from bench.targets import RECOVER_NAMESPACE, RunningTarget, Target
 
-SCENARIOS = ("fanout", "channels", "idle", "storm", "api")
+SCENARIOS = ("fanout", "channels", "idle", "storm", "recovery", "api")
 
 
 @dataclass
 class Sizes:
-    fanout_subscribers: list[int] = field(default_factory=lambda: [1000, 10000])
-    fanout_fixed_deliveries: int = 20_000  # deliveries/s during the fixed-rate fan-out phase
-    channels: int = 5000
+    fanout_subscribers: list[int] = field(default_factory=lambda: [1000, 2000, 10000])
+    # Publications/s of the fixed-rate fan-out phase per subscriber count (the latency points of the
+    # performance targets); other counts publish fanout_fixed_deliveries / subscribers per second.
+    fanout_fixed_rates: dict[int, float] = field(default_factory=lambda: {1000: 100.0, 2000: 50.0, 10000: 10.0})
+    fanout_fixed_deliveries: int = 100_000
+    channels: int = 10_000
     channels_fixed_rate: int = 5_000  # publications/s (= deliveries/s) during the fixed-rate phase
     idle_connections: int = 10_000
     idle_window: float = 30.0  # long enough to include a ping round (25 s) on both Centrifugo servers
     storm_connections: int = 5000
     storm_concurrency: int = 64  # handshakes in flight per worker
+    recovery_connections: int = 5000  # reconnect-with-recovery storm: clients, one recoverable channel each
+    recovery_missed: int = 10  # publications per channel while they are away
     api_batch: int = 100
     api_lanes: int = 64  # concurrent single-publish requests
     inflight_deliveries: int = 40_000
+    fixed_backlog_s: float = 1.0  # fixed rate: seconds of deliveries a target may fall behind
+    drain_idle: float = 3.0
+    drain_max: float = 10.0
     warmup: float = 2.0
     window: float = 8.0
     payload_size: int = 100
     latency_connections: int = 256  # connections that record latency samples
 
+    def fixed_rate(self, subscribers: int) -> float:
+        """Publications/s of the fixed-rate fan-out phase with ``subscribers``."""
+        rate = self.fanout_fixed_rates.get(subscribers)
+        return rate if rate else max(1.0, self.fanout_fixed_deliveries / max(1, subscribers))
+
     @classmethod
     def quick(cls) -> Sizes:
         return cls(
             fanout_subscribers=[100],
+            fanout_fixed_rates={100: 50.0},
             fanout_fixed_deliveries=5000,
             channels=100,
             channels_fixed_rate=1000,
@@ -60,9 +81,11 @@ class Sizes:
             idle_window=1.5,
             storm_connections=100,
             storm_concurrency=16,
+            recovery_connections=100,
             api_batch=20,
             api_lanes=8,
             inflight_deliveries=5000,
+            drain_max=5.0,
             warmup=0.5,
             window=1.5,
         )
@@ -100,19 +123,33 @@ class _Snap:
     acked: int
     core_busy: float = 0.0
     core_softirq: float = 0.0
+    skipped: int = 0
 
 
-def _snap(ctx: Context, target: RunningTarget, acked: int) -> _Snap:
-    client = self_cpu_seconds() + sum(cpu_seconds(pid) for pid in ctx.pool.pids)
+def server_cpu(target: RunningTarget) -> float:
+    """CPU seconds of the target's processes (the server, and its Redis when it has one)."""
+    return sum(cpu_seconds(pid) for pid in target.pids)
+
+
+def server_rss(target: RunningTarget) -> int:
+    return sum(rss_bytes(pid) for pid in target.pids)
+
+
+def client_cpu(ctx: Context) -> float:
+    return self_cpu_seconds() + sum(cpu_seconds(pid) for pid in ctx.pool.pids)
+
+
+def _snap(ctx: Context, target: RunningTarget, acked: int, skipped: int = 0) -> _Snap:
     core = cpu_times(ctx.server_cpus) if ctx.server_cpus else {"busy": 0.0, "softirq": 0.0}
     return _Snap(
         time.monotonic(),
-        cpu_seconds(target.pid),
-        client,
+        server_cpu(target),
+        client_cpu(ctx),
         ctx.pool.delivered(),
         acked,
         core["busy"],
         core["softirq"],
+        skipped,
     )
 
 
@@ -166,8 +203,11 @@ class _Phase:
         self.published = 0
         self.acked = 0
         self.failed = 0
+        self.skipped = 0  # fixed rate: publications not sent because the target was too far behind
+        self.rate = 0.0  # fixed rate: publications/s asked for
         self.inflight: set[asyncio.Task[None]] = set()
         self.base = ctx.pool.delivered()
+        self.inflight_limit = 0
 
     def _items(self, n: int) -> list[tuple[str, bytes]]:
         size = self.ctx.sizes.payload_size
@@ -195,19 +235,34 @@ class _Phase:
         return self.published * self.fan - (self.ctx.pool.delivered() - self.base)
 
     async def fixed_rate(self, rate: float, batch: int, until: float) -> None:
-        """``rate`` publications per second, in requests of up to ``batch``."""
+        """``rate`` publications per second, in requests of up to ``batch``.
+
+        Publications due while more than ``fixed_backlog_s`` seconds of deliveries are outstanding are
+        skipped (counted, and the row marked as not keeping up) rather than queued without bound.
+        """
+        self.rate = rate
+        backlog_s = self.ctx.sizes.fixed_backlog_s
+        floor = 2 * self.fan * batch
+        recent: deque[tuple[float, int]] = deque()  # (time, delivered) over the last backlog_s seconds
         start = time.monotonic()
         while (now := time.monotonic()) < until:
-            due = int((now - start) * rate) - self.published
+            delivered = self.ctx.pool.delivered()
+            recent.append((now, delivered))
+            while recent[0][0] < now - backlog_s:
+                recent.popleft()
+            due = int((now - start) * rate) - self.published - self.skipped
             while due > 0:
                 n = min(due, batch)
+                due -= n
+                if self.fan and self.outstanding() > max(floor, delivered - recent[0][1]):
+                    self.skipped += n
+                    continue
                 await self._wait_lane(256)
                 self._fire(self._items(n))
-                due -= n
             await asyncio.sleep(0.002)
 
     async def max_rate(self, batch: int, lanes: int, inflight: int, until: float) -> None:
-        limit = max(inflight, 2 * self.fan * batch)
+        self.inflight_limit = limit = max(inflight, 2 * self.fan * batch)
         while time.monotonic() < until:
             if self.fan and self.outstanding() > limit:
                 await asyncio.sleep(0.001)
@@ -226,20 +281,26 @@ class _Phase:
         until = time.monotonic() + sizes.warmup + sizes.window
         send_task = asyncio.get_running_loop().create_task(sender(until))
         await asyncio.sleep(sizes.warmup)
-        a = _snap(self.ctx, self.target, self.acked)
+        a = _snap(self.ctx, self.target, self.acked, self.skipped)
         await pool.record(True)
         await asyncio.sleep(max(0.0, until - time.monotonic()))
-        b = _snap(self.ctx, self.target, self.acked)
+        b = _snap(self.ctx, self.target, self.acked, self.skipped)
         await pool.record(False)
         await send_task
         if self.inflight:
             await asyncio.wait(list(self.inflight), timeout=10)
-        # Let queued deliveries arrive before the next phase (bounded).
-        drain_until = time.monotonic() + 5
-        while self.fan and self.outstanding() > 0 and time.monotonic() < drain_until:
-            await asyncio.sleep(0.01)
+        drained = await self._drain()
         collected = await pool.collect()
         metrics = _window_metrics(a, b)
+        if self.rate:
+            expected = self.rate * max(1, self.fan)
+            metrics["target_deliveries_per_s"] = round(expected, 1)
+            metrics["skipped_publications"] = b.skipped - a.skipped
+            rate = metrics.get("deliveries_per_s") or 0.0
+            metrics["kept_up"] = b.skipped == a.skipped and rate >= 0.95 * expected
+        if self.inflight_limit:
+            metrics["inflight_limit"] = self.inflight_limit
+        metrics["drain_s"] = drained
         metrics["latency_ms"] = percentiles(collected["latencies"])
         metrics["publish_errors"] = self.pub.errors + self.failed
         metrics["connections_lost"] = collected["lost"]
@@ -248,6 +309,22 @@ class _Phase:
         if self.fan:
             metrics["undelivered_after_drain"] = max(0, self.outstanding())
         return metrics
+
+    async def _drain(self) -> float:
+        """Let queued deliveries arrive before the next phase: until none is outstanding, or none arrived
+        for ``drain_idle`` seconds, or ``drain_max`` passed. Returns the seconds waited."""
+        sizes = self.ctx.sizes
+        start = last_change = time.monotonic()
+        seen = self.ctx.pool.delivered()
+        while self.fan and self.outstanding() > 0:
+            await asyncio.sleep(0.01)
+            now = time.monotonic()
+            delivered = self.ctx.pool.delivered()
+            if delivered != seen:
+                seen, last_change = delivered, now
+            if now - last_change > sizes.drain_idle or now - start > sizes.drain_max:
+                break
+        return round(time.monotonic() - start, 2)
 
 
 # ---- helpers ---------------------------------------------------------------------------------------
@@ -280,12 +357,22 @@ async def _connect(ctx: Context, spec: ConnSpec) -> dict[str, Any]:
 
 
 def _status(metrics: dict[str, Any]) -> tuple[str, str]:
-    notes = []
+    """A row's status and note. A fixed-rate phase the target could not keep up with stays "ok" (its
+    figures are what the target did) with a note; failures are errors and lost connections."""
+    failures = []
     if metrics.get("publish_errors"):
-        notes.append(f"{metrics['publish_errors']} publish errors ({metrics.get('first_error', '')[:120]})")
+        failures.append(f"{metrics['publish_errors']} publish errors ({metrics.get('first_error', '')[:120]})")
     if metrics.get("connections_lost"):
-        notes.append(f"{metrics['connections_lost']} connections lost")
-    return ("failed" if notes else "ok"), "; ".join(notes)
+        failures.append(f"{metrics['connections_lost']} connections lost")
+    notes = list(failures)
+    if metrics.get("connect_failed"):
+        notes.append(f"{metrics['connect_failed']} of the connections could not be opened")
+    if metrics.get("kept_up") is False:
+        notes.append(
+            f"could not keep up: {metrics.get('deliveries_per_s')} of {metrics.get('target_deliveries_per_s')} "
+            f"deliveries/s, {metrics.get('skipped_publications', 0)} publications skipped"
+        )
+    return ("failed" if failures else "ok"), "; ".join(notes)
 
 
 def _core_metrics(a: dict[str, float] | None, b: dict[str, float] | None, dt: float) -> dict[str, float]:
@@ -297,9 +384,9 @@ def _core_metrics(a: dict[str, float] | None, b: dict[str, float] | None, dt: fl
     }
 
 
-async def _settle_rss(pid: int, seconds: float = 1.0) -> int:
+async def _settle_rss(target: RunningTarget, seconds: float = 1.0) -> int:
     await asyncio.sleep(seconds)
-    return rss_bytes(pid)
+    return server_rss(target)
 
 
 # ---- scenarios -------------------------------------------------------------------------------------
@@ -308,27 +395,29 @@ async def _settle_rss(pid: int, seconds: float = 1.0) -> int:
 async def fanout(ctx: Context, target: RunningTarget, subscribers: int) -> list[Row]:
     sizes = ctx.sizes
     channel = target.channel("bench:fanout")
-    rss0 = await _settle_rss(target.pid, 0.5)
+    rss0 = await _settle_rss(target, 0.5)
     opened = await _connect(ctx, _spec(ctx, target, channel, subscribers))
     await asyncio.sleep(1.0)
-    rss1 = rss_bytes(target.pid)
+    rss1 = server_rss(target)
     pub = await target.publisher(connections=4)
     common = {
         "rss_mb": round(rss1 / 2**20, 1),
         "rss_kb_per_conn": round((rss1 - rss0) / 1024 / subscribers, 2),
         "connect_wall_s": round(opened["wall_s"], 3),
+        "connect_failed": opened["failed"],
     }
+    fan = opened["ok"]  # _connect tolerates up to 1% failed connections
     rows = []
     try:
-        rate = max(1.0, sizes.fanout_fixed_deliveries / subscribers)
-        phase = _Phase(ctx, target, pub, lambda _: channel, subscribers)
+        rate = sizes.fixed_rate(subscribers)
+        phase = _Phase(ctx, target, pub, lambda _: channel, fan)
         m = await phase.run(lambda until: phase.fixed_rate(rate, 1, until))
         params = {"subscribers": subscribers, "publishes_per_s": round(rate, 2)}
         rows.append(Row(target.name, "fanout", "fixed-rate", params, {**m, **common}, *_status(m)))
         ctx.log(f"    fixed-rate {_brief(m)}")
-        phase = _Phase(ctx, target, pub, lambda _: channel, subscribers)
+        phase = _Phase(ctx, target, pub, lambda _: channel, fan)
         m = await phase.run(lambda until: phase.max_rate(1, 8, sizes.inflight_deliveries, until))
-        params = {"subscribers": subscribers, "inflight_deliveries": max(sizes.inflight_deliveries, 2 * subscribers)}
+        params = {"subscribers": subscribers, "inflight_deliveries": phase.inflight_limit}
         rows.append(Row(target.name, "fanout", "max-rate", params, {**m, **common}, *_status(m)))
         ctx.log(f"    max-rate   {_brief(m)}")
     finally:
@@ -340,11 +429,15 @@ async def channels(ctx: Context, target: RunningTarget, n: int) -> list[Row]:
     sizes = ctx.sizes
     fmt = target.channel("tenant:{i}:events")
     names = [fmt.format(i=i) for i in range(n)]
-    rss0 = await _settle_rss(target.pid, 0.5)
-    await _connect(ctx, _spec(ctx, target, fmt, n))
+    rss0 = await _settle_rss(target, 0.5)
+    opened = await _connect(ctx, _spec(ctx, target, fmt, n))
     await asyncio.sleep(1.0)
-    rss1 = rss_bytes(target.pid)
-    common = {"rss_mb": round(rss1 / 2**20, 1), "rss_kb_per_conn": round((rss1 - rss0) / 1024 / n, 2)}
+    rss1 = server_rss(target)
+    common = {
+        "rss_mb": round(rss1 / 2**20, 1),
+        "rss_kb_per_conn": round((rss1 - rss0) / 1024 / n, 2),
+        "connect_failed": opened["failed"],
+    }
     pub = await target.publisher(connections=4)
     rows = []
     try:
@@ -355,7 +448,7 @@ async def channels(ctx: Context, target: RunningTarget, n: int) -> list[Row]:
         ctx.log(f"    fixed-rate {_brief(m)}")
         phase = _Phase(ctx, target, pub, lambda k: names[k % n], 1)
         m = await phase.run(lambda until: phase.max_rate(sizes.api_batch, 4, sizes.inflight_deliveries, until))
-        params = {"connections": n, "batch": sizes.api_batch, "inflight_deliveries": sizes.inflight_deliveries}
+        params = {"connections": n, "batch": sizes.api_batch, "inflight_deliveries": phase.inflight_limit}
         rows.append(Row(target.name, "channels", "max-rate", params, {**m, **common}, *_status(m)))
         ctx.log(f"    max-rate   {_brief(m)}")
     finally:
@@ -365,17 +458,17 @@ async def channels(ctx: Context, target: RunningTarget, n: int) -> list[Row]:
 
 async def idle(ctx: Context, target: RunningTarget, n: int) -> list[Row]:
     window = ctx.sizes.idle_window
-    rss0 = await _settle_rss(target.pid, 1.0)
+    rss0 = await _settle_rss(target, 1.0)
     channel = target.channel("tenant:{i}:events")
-    await _connect(ctx, _spec(ctx, target, channel, n))
+    opened = await _connect(ctx, _spec(ctx, target, channel, n))
     await asyncio.sleep(2.0)
-    rss1 = rss_bytes(target.pid)
+    rss1 = server_rss(target)
     core0 = cpu_times(ctx.server_cpus) if ctx.server_cpus else None
-    cpu0, t0 = cpu_seconds(target.pid), time.monotonic()
+    cpu0, t0 = server_cpu(target), time.monotonic()
     await asyncio.sleep(window)
-    cpu1, t1 = cpu_seconds(target.pid), time.monotonic()
+    cpu1, t1 = server_cpu(target), time.monotonic()
     core1 = cpu_times(ctx.server_cpus) if ctx.server_cpus else None
-    rss2 = rss_bytes(target.pid)
+    rss2 = server_rss(target)
     collected = await ctx.pool.collect()
     m = {
         "connections": n,
@@ -386,10 +479,35 @@ async def idle(ctx: Context, target: RunningTarget, n: int) -> list[Row]:
         "server_cpu_util": round((cpu1 - cpu0) / (t1 - t0), 4),
         "window_s": round(t1 - t0, 2),
         "connections_lost": collected["lost"],
+        "connect_failed": opened["failed"],
         **_core_metrics(core0, core1, t1 - t0),
     }
     ctx.log(f"    {m['rss_kb_per_conn']} KB/conn, {m['cpu_us_per_conn_s']} µs CPU per conn per s")
     return [Row(target.name, "idle", "idle", {"connections": n, "window_s": window}, m, *_status(m))]
+
+
+async def _timed_open(ctx: Context, target: RunningTarget) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Open the prepared connections all at once: (open result, server/client CPU and core metrics)."""
+    cpu0, client0 = server_cpu(target), client_cpu(ctx)
+    core0 = cpu_times(ctx.server_cpus) if ctx.server_cpus else None
+    t0 = time.monotonic()
+    opened = await ctx.pool.open()
+    t1 = time.monotonic()
+    core1 = cpu_times(ctx.server_cpus) if ctx.server_cpus else None
+    cpu1, client1 = server_cpu(target), client_cpu(ctx)
+    ok, dt = opened["ok"], t1 - t0
+    m = {
+        "ok": ok,
+        "failed": opened["failed"],
+        "server_cpu_util": round((cpu1 - cpu0) / dt, 3),
+        "client_cpu_util": round((client1 - client0) / dt, 3),
+        "wall_s": round(dt, 3),
+        "rss_mb": round(server_rss(target) / 2**20, 1),
+        **_core_metrics(core0, core1, dt),
+    }
+    m["_rate"] = ok / dt
+    m["_cpu_us_each"] = round((cpu1 - cpu0) * 1e6 / ok, 2) if ok else None
+    return opened, m
 
 
 async def storm(ctx: Context, target: RunningTarget, n: int) -> list[Row]:
@@ -397,30 +515,78 @@ async def storm(ctx: Context, target: RunningTarget, n: int) -> list[Row]:
     spec.sample_every = 0
     await ctx.pool.prepare(spec)
     await asyncio.sleep(0.5)
-    cpu0, client0 = cpu_seconds(target.pid), self_cpu_seconds() + sum(cpu_seconds(p) for p in ctx.pool.pids)
-    core0 = cpu_times(ctx.server_cpus) if ctx.server_cpus else None
-    t0 = time.monotonic()
-    opened = await ctx.pool.open()
-    t1 = time.monotonic()
-    core1 = cpu_times(ctx.server_cpus) if ctx.server_cpus else None
-    cpu1, client1 = cpu_seconds(target.pid), self_cpu_seconds() + sum(cpu_seconds(p) for p in ctx.pool.pids)
-    ok, dt = opened["ok"], t1 - t0
+    opened, timed = await _timed_open(ctx, target)
     m = {
         "connections": n,
-        "ok": ok,
-        "failed": opened["failed"],
-        "connects_per_s": round(ok / dt, 1),
-        "cpu_us_per_connect": round((cpu1 - cpu0) * 1e6 / ok, 2) if ok else None,
-        "server_cpu_util": round((cpu1 - cpu0) / dt, 3),
-        "client_cpu_util": round((client1 - client0) / dt, 3),
-        "wall_s": round(dt, 3),
-        "rss_mb": round(rss_bytes(target.pid) / 2**20, 1),
-        **_core_metrics(core0, core1, dt),
+        "connects_per_s": round(timed.pop("_rate"), 1),
+        "cpu_us_per_connect": timed.pop("_cpu_us_each"),
+        **timed,
     }
     status, note = ("ok", "") if not opened["failed"] else ("failed", f"{opened['failed']} failed: {opened['errors']}")
     ctx.log(f"    {m['connects_per_s']} connects/s, {m['cpu_us_per_connect']} µs CPU each")
     params = {"connections": n, "concurrency": ctx.sizes.storm_concurrency * ctx.pool.size}
     return [Row(target.name, "storm", "connect+subscribe", params, m, status, note)]
+
+
+async def recovery(ctx: Context, target: RunningTarget, n: int) -> list[Row]:
+    """Reconnect-with-recovery storm: ``n`` clients subscribed to their own channel of a namespace with
+    history and forced recovery drop off together, ``recovery_missed`` publications go to every channel
+    meanwhile, and all of them reconnect at once with ``recover: true`` and the epoch/offset of their
+    subscription, each getting its missed publications back in the subscribe reply."""
+    sizes = ctx.sizes
+    missed = sizes.recovery_missed
+    fmt = target.channel(f"{RECOVER_NAMESPACE}:{{i}}")
+    spec = _spec(ctx, target, fmt, n, concurrency=sizes.storm_concurrency)
+    spec.sample_every = 0
+    await _connect(ctx, spec)  # the subscribe replies record each subscription's position
+    await ctx.pool.close_connections()
+    pub = await target.publisher(connections=4)
+    try:
+        items = [
+            (fmt.format(i=i), wire.payload(r * n + i, sizes.payload_size)) for r in range(missed) for i in range(n)
+        ]
+        batches = [items[k : k + sizes.api_batch] for k in range(0, len(items), sizes.api_batch)]
+        sem = asyncio.Semaphore(8)
+
+        async def send(batch: list[tuple[str, bytes]]) -> None:
+            async with sem:
+                await pub.send(batch)
+
+        await asyncio.gather(*(send(b) for b in batches))
+        publish_errors, first_error = pub.errors, pub.first_error
+    finally:
+        await pub.close()
+    if publish_errors:
+        raise RuntimeError(f"{publish_errors} errors publishing the missed publications: {first_error}")
+    await asyncio.sleep(1.0)  # disconnects and publications handled before the measured storm
+    await ctx.pool.prepare(replace(spec, recover=True))
+    opened, timed = await _timed_open(ctx, target)
+    collected = await ctx.pool.collect()
+    ok = opened["ok"]
+    m = {
+        "connections": n,
+        "missed_per_client": missed,
+        "reconnects_per_s": round(timed.pop("_rate"), 1),
+        "cpu_us_per_reconnect": timed.pop("_cpu_us_each"),
+        "recovered": collected["recovered"],
+        "recovered_publications": collected["recovered_publications"],
+        "expected_publications": ok * missed,
+        **timed,
+    }
+    notes = []
+    if opened["failed"]:
+        notes.append(f"{opened['failed']} failed: {opened['errors']}")
+    if collected["recovered"] != ok or collected["recovered_publications"] != ok * missed:
+        notes.append(
+            f"{collected['recovered']} of {ok} subscriptions recovered, "
+            f"{collected['recovered_publications']} of {ok * missed} publications returned"
+        )
+    ctx.log(
+        f"    {m['reconnects_per_s']} reconnects/s, {m['cpu_us_per_reconnect']} µs CPU each, "
+        f"{m['recovered_publications']} of {m['expected_publications']} publications recovered"
+    )
+    params = {"connections": n, "missed": missed, "concurrency": sizes.storm_concurrency * ctx.pool.size}
+    return [Row(target.name, "recovery", "reconnect+recover", params, m, "failed" if notes else "ok", "; ".join(notes))]
 
 
 async def api(ctx: Context, target: RunningTarget, _: int) -> list[Row]:
@@ -464,6 +630,7 @@ def variants(name: str, sizes: Sizes) -> list[tuple[int, ScenarioFn]]:
         "channels": [(sizes.channels, channels)],
         "idle": [(sizes.idle_connections, idle)],
         "storm": [(sizes.storm_connections, storm)],
+        "recovery": [(sizes.recovery_connections, recovery)],
         "api": [(0, api)],
     }
     return table[name]
@@ -473,16 +640,21 @@ def applicable(name: str, target: Target) -> str | None:
     """None when ``target`` can run scenario ``name``, else why not."""
     if name == "api" and not target.has_api:
         return "no Centrifugo-compatible HTTP publish API"
+    if name == "recovery" and not target.has_recovery:
+        return "no history and recovery on reconnect"
     return None
 
 
-def time_budget(name: str, sizes: Sizes, size: int) -> float:
-    """Upper bound for one scenario run, after which it is abandoned."""
-    phases = sizes.warmup + sizes.window + 20
+def time_budget(name: str, sizes: Sizes, size: int, slow: bool = False) -> float:
+    """Upper bound for one scenario run, after which it is abandoned. Slow peers connect at a few hundred
+    connections per second and may drain a backlog after each phase."""
+    phases = sizes.warmup + sizes.window + 20 + (sizes.drain_max if slow else 0)
+    connect = size / (50 if slow else 200)
     return {
-        "fanout": 2 * phases + 60 + size / 200,
-        "channels": 2 * phases + 60 + size / 200,
-        "idle": sizes.idle_window + 60 + size / 200,
+        "fanout": 2 * phases + 60 + connect,
+        "channels": 2 * phases + 60 + connect,
+        "idle": sizes.idle_window + 60 + connect,
         "storm": 60 + size / 50,
+        "recovery": 90 + size / 25,
         "api": 2 * phases + 30,
     }[name]

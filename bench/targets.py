@@ -1,15 +1,20 @@
 """Benchmark targets: the servers under test and how the load generator speaks to each of them.
 
 A target says how to start its server (pinned to the server CPUs), which subscriber protocol the load
-generator uses (``centrifugo`` JSON, ``nats`` over WebSocket, or ``raw`` for the floors), how logical channel
-names map onto its own, and which publisher injects publications. Adding a peer (Node ``ws``/socket.io,
-python-socketio, Django Channels...) means one more :class:`Target` subclass here plus, if it speaks a new
-protocol, one more branch in :class:`bench.loadgen.Subscriber` and a publisher in :mod:`bench.publishers`.
+generator uses (``centrifugo`` JSON, ``nats`` over WebSocket, ``engineio`` for socket.io servers, or ``raw``
+for the floors and Django Channels), how logical channel names map onto its own, and which publisher injects
+publications. Adding a peer means one more :class:`Target` here plus, if it speaks a new protocol, one more
+branch in :class:`bench.loadgen.Subscriber` and a publisher in :mod:`bench.publishers`.
+
+A target that needs a Redis (python-socketio's Redis manager, ``channels_redis``) starts its own
+``redis-server`` on a free port, pinned to the server CPUs too; its CPU time and memory are counted with the
+server's (:attr:`RunningTarget.pids`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -27,14 +32,26 @@ from tests.support.servers import ServerOptions, centrifugo_bin_path, free_port,
 REPO = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 NODE_MODULES = REPO / "tests" / "conformance" / "js" / "node_modules"
+PEERS = REPO / "bench" / "peers"
+PEER_NODE_MODULES = PEERS / "node_modules"
+ENGINEIO_PATH = "/socket.io/?EIO=4&transport=websocket&room={channel}"
 
-# The namespaces every scenario uses: "bench" for fan-out channels, "tenant" for tenant:<i>:events.
+# The namespaces every scenario uses: "bench" for fan-out channels, "tenant" for tenant:<i>:events, and
+# "recover" (history and forced recovery) for the reconnect-with-recovery storm.
+RECOVER_NAMESPACE = "recover"
 BENCH_OPTIONS = ServerOptions(
     secret="bench-secret-0123456789abcdef0123456789",
     api_key="bench-api-key",
     namespaces=[
         {"name": "bench", "allow_subscribe_for_client": True, "history_size": 0},
         {"name": "tenant", "allow_subscribe_for_client": True, "history_size": 0},
+        {
+            "name": RECOVER_NAMESPACE,
+            "allow_subscribe_for_client": True,
+            "history_size": 100,
+            "history_ttl": 600,
+            "force_recovery": True,
+        },
     ],
     log_level="error",
 )
@@ -74,6 +91,11 @@ class RunningTarget:
         self.pid = pid
         self.endpoint = endpoint
         self._stop = stop
+        self.extra_pids: list[int] = []  # processes serving with it (a Redis): their CPU and RSS count too
+
+    @property
+    def pids(self) -> list[int]:
+        return [self.pid, *self.extra_pids]
 
     def channel(self, logical: str) -> str:
         return logical
@@ -90,6 +112,8 @@ class Target:
     description = ""
     has_api = False  # serves the Centrifugo HTTP API (the api scenario)
     has_auth = False  # connections carry a JWT and subscribe with a protocol command
+    has_recovery = False  # history with recovery on reconnect (the recovery scenario)
+    slow = False  # tens of µs per delivery or more: longer time budgets (connecting, draining backlogs)
 
     def unavailable(self) -> str | None:
         """None when the target can run here, otherwise why not."""
@@ -119,6 +143,7 @@ class CentrifugoProtocolTarget(Target):
 
     has_api = True
     has_auth = True
+    has_recovery = True
 
     def __init__(self, kind: str) -> None:
         self.kind = self.name = kind
@@ -319,6 +344,120 @@ class FloorTarget(Target):
         return _FloorRunning(self.name, proc.pid, Endpoint("raw", HOST, port, "/sub/{channel}"), stop)
 
 
+# ---- peers: socket.io, python-socketio, Django Channels --------------------------------------------
+
+
+def _start_redis(workdir: Path, cpus: list[int] | None) -> tuple[int, int, contextlib.ExitStack]:
+    """A private redis-server (no persistence) on a free port: (port, pid, stop)."""
+    port = free_port()
+    cmd = [
+        "redis-server", "--bind", HOST, "--port", str(port), "--save", "", "--appendonly", "no",
+        "--protected-mode", "no", "--daemonize", "no", "--maxclients", "4000", "--dir", str(workdir),
+    ]  # fmt: skip
+    proc, stop = _spawn(cmd, workdir, f"redis-{port}", cpus)
+    try:
+        _wait_port(HOST, port, proc)
+    except RuntimeError:
+        stop.close()
+        raise
+    return port, proc.pid, stop
+
+
+class _PeerRunning(RunningTarget):
+    def __init__(self, name: str, pid: int, endpoint: Endpoint, stop: contextlib.ExitStack, dots: bool) -> None:
+        super().__init__(name, pid, endpoint, stop)
+        self._dots = dots
+
+    def channel(self, logical: str) -> str:
+        return logical.replace(":", ".") if self._dots else logical
+
+    async def publisher(self, connections: int = 4) -> Publisher:
+        return await WsPublisher(self.endpoint.host, self.endpoint.port, "/pub", batched=True).start()
+
+
+class PeerTarget(Target):
+    """A real-time framework applications use directly (see :mod:`bench.peers`): its own protocol, its own
+    broadcast (a room emit, a ``group_send``), publications injected on a ``/pub`` WebSocket of the same server."""
+
+    slow = True
+
+    def __init__(
+        self,
+        name: str,
+        description: str,
+        command: list[str],
+        proto: str,
+        path: str,
+        *,
+        node: bool = False,
+        packages: tuple[str, ...] = (),
+        redis: bool = False,
+        dots: bool = False,
+    ) -> None:
+        self.name = name
+        self.description = description
+        self._command = command
+        self._proto = proto
+        self._path = path
+        self._node = node
+        self._packages = packages
+        self._redis = redis
+        self._dots = dots  # channel names with "." instead of ":" (Channels group names allow no ":")
+
+    def unavailable(self) -> str | None:
+        if self._node:
+            if not shutil.which("node"):
+                return "node is not installed"
+            if not (PEER_NODE_MODULES / "socket.io").is_dir():
+                return f"socket.io is not installed in {PEER_NODE_MODULES} (make deps-bench-node)"
+        if self._redis and not shutil.which("redis-server"):
+            return "redis-server is not installed (make deps-system)"
+        from importlib.metadata import PackageNotFoundError, version
+
+        for package in self._packages:
+            try:
+                version(package)
+            except PackageNotFoundError:
+                return f"Python package {package!r} is not installed (pip install -e '.[bench]')"
+        return None
+
+    def version(self) -> str:
+        parts = []
+        if self._node:
+            info = json.loads((PEER_NODE_MODULES / "socket.io" / "package.json").read_text())
+            node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+            parts.append(f"socket.io {info['version']} on node {node}")
+        from importlib.metadata import version
+
+        parts += [f"{package} {version(package)}" for package in self._packages]
+        if self._redis:
+            out = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout
+            parts.append(next((f"redis-server {w[2:]}" for w in out.split() if w.startswith("v=")), "redis-server"))
+        return ", ".join(parts)
+
+    def start(self, workdir: Path, cpus: list[int] | None) -> RunningTarget:
+        stop = contextlib.ExitStack()
+        try:
+            command = list(self._command)
+            redis_pid = 0
+            if self._redis:
+                redis_port, redis_pid, redis_stop = _start_redis(workdir, cpus)
+                stop.push(redis_stop)  # closed last: the server goes first
+                command += ["--redis", f"redis://{HOST}:{redis_port}/0"]
+            port = free_port()
+            command = [arg.replace("{port}", str(port)) for arg in command]
+            proc, server_stop = _spawn(command, workdir, f"{self.name}-{port}", cpus)
+            stop.push(server_stop)
+            _wait_port(HOST, port, proc, timeout=30)
+        except BaseException:
+            stop.close()
+            raise
+        running = _PeerRunning(self.name, proc.pid, Endpoint(self._proto, HOST, port, self._path), stop, self._dots)
+        if redis_pid:
+            running.extra_pids.append(redis_pid)
+        return running
+
+
 def all_targets() -> dict[str, Target]:
     py = [sys.executable, "-m"]
     targets: list[Target] = [
@@ -343,8 +482,52 @@ def all_targets() -> dict[str, Target]:
             ["node", str(REPO / "bench" / "floors" / "node_ws_floor.js")],
             node=True,
         ),
+        PeerTarget(
+            "socketio-node",
+            "socket.io 4.8 (Node.js), in-memory adapter, room emit",
+            ["node", str(PEERS / "socketio_server.js"), "{port}"],
+            "engineio",
+            ENGINEIO_PATH,
+            node=True,
+        ),
+        PeerTarget(
+            "python-socketio",
+            "python-socketio 5 on uvicorn, in-memory manager, room emit",
+            [*py, "bench.peers.pysocketio_server", "--port", "{port}"],
+            "engineio",
+            ENGINEIO_PATH,
+            packages=("python-socketio", "uvicorn"),
+        ),
+        PeerTarget(
+            "python-socketio-redis",
+            "python-socketio 5 on uvicorn, AsyncRedisManager (every emit through Redis pub/sub)",
+            [*py, "bench.peers.pysocketio_server", "--port", "{port}"],
+            "engineio",
+            ENGINEIO_PATH,
+            packages=("python-socketio", "uvicorn", "redis"),
+            redis=True,
+        ),
+        PeerTarget(
+            "django-channels",
+            "Django Channels 4 on uvicorn, channels_redis RedisChannelLayer, group_send",
+            [*py, "bench.peers.channels_server", "--port", "{port}"],
+            "raw",
+            "/ws/{channel}",
+            packages=("channels", "channels-redis", "Django", "uvicorn"),
+            redis=True,
+            dots=True,
+        ),
     ]
     return {t.name: t for t in targets}
 
 
-DEFAULT_TARGETS = ("neoevents", "centrifugo", "nats", "floor-picows", "floor-websockets", "floor-node-ws")
+PEER_TARGETS = ("socketio-node", "python-socketio", "python-socketio-redis", "django-channels")
+DEFAULT_TARGETS = (
+    "neoevents",
+    "centrifugo",
+    "nats",
+    "floor-picows",
+    "floor-websockets",
+    "floor-node-ws",
+    *PEER_TARGETS,
+)

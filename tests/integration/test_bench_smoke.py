@@ -1,4 +1,5 @@
-"""Smoke run of the benchmark suite: tiny sizes, neoevents and one floor, well-formed results only.
+"""Smoke run of the benchmark suite: tiny sizes, neoevents, one floor and the socket.io peer (Engine.IO
+subscribers; `make test` installs its npm packages), well-formed results only.
 
 No assertion here is about speed: the suite's numbers depend on the machine and on what else runs.
 """
@@ -15,8 +16,8 @@ import pytest
 from tests.conftest import skip_unless_kind_available
 
 REPO = Path(__file__).resolve().parents[2]
-TARGETS = ("neoevents", "floor-websockets")
-SCENARIOS = ("fanout", "channels", "idle", "storm", "api")
+TARGETS = ("neoevents", "floor-websockets", "socketio-node")
+SCENARIOS = ("fanout", "channels", "idle", "storm", "recovery", "api")
 
 
 @pytest.mark.timeout(300)
@@ -25,7 +26,7 @@ def test_bench_quick_run_produces_well_formed_results(tmp_path: Path) -> None:
     cmd = [
         sys.executable, "-m", "bench", "run", "--quick", "--no-docs", "--output", str(tmp_path),
         "--targets", ",".join(TARGETS), "--scenarios", ",".join(SCENARIOS), "--workers", "1",
-        "--fanout", "20", "--channels", "20", "--idle", "20", "--storm", "20",
+        "--fanout", "20:10", "--channels", "20", "--idle", "20", "--storm", "20", "--recovery", "20",
         "--warmup", "0.3", "--window", "0.7", "--idle-window", "0.5",
     ]  # fmt: skip
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=280, check=False)
@@ -53,7 +54,10 @@ def test_bench_quick_run_produces_well_formed_results(tmp_path: Path) -> None:
         assert phases(target, "idle") == {"idle"}
         assert phases(target, "storm") == {"connect+subscribe"}
     assert phases("neoevents", "api") == {"single", "batch"}
-    assert [r["status"] for r in rows if r["target"] == "floor-websockets" and r["scenario"] == "api"] == ["skipped"]
+    assert phases("neoevents", "recovery") == {"reconnect+recover"}
+    for target in ("floor-websockets", "socketio-node"):
+        for scenario in ("api", "recovery"):
+            assert [r["status"] for r in rows if r["target"] == target and r["scenario"] == scenario] == ["skipped"]
 
     for row in rows:
         if row["scenario"] in ("fanout", "channels") and row["status"] == "ok":
@@ -64,11 +68,21 @@ def test_bench_quick_run_produces_well_formed_results(tmp_path: Path) -> None:
             assert m["latency_ms"]["samples"] > 0, row
         if row["scenario"] == "idle":
             assert row["metrics"]["connections_lost"] == 0
+        if row["scenario"] == "fanout" and row["phase"] == "fixed-rate":
+            assert row["params"]["publishes_per_s"] == 10
         if row["scenario"] == "storm":
             assert row["metrics"]["ok"] == 20
+        if row["scenario"] == "recovery" and row["status"] == "ok":
+            m = row["metrics"]
+            assert m["ok"] == m["recovered"] == 20, row
+            assert m["recovered_publications"] == m["expected_publications"] == 20 * m["missed_per_client"], row
 
     from bench.report import render
 
     text = render(result, files[0], charts={})
-    for heading in ("## Fan-out", "## Many channels", "## Idle connections", "## Connect storm", "## HTTP publish API"):
+    for heading in (
+        "## Targets", "## neoevents compared with the peers", "## Fan-out", "### Latency at the target points",
+        "## Many channels", "## Idle connections", "## Connect storm", "### Reconnect with recovery",
+        "## HTTP publish API",
+    ):  # fmt: skip
         assert heading in text
