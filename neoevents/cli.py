@@ -53,7 +53,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     def ready(port: int) -> None:
         host = config.address
-        print(f"neoevents listening on {host}:{port} (engine: memory)", flush=True)
+        print(f"neoevents listening on {host}:{port} (engine: {config.engine or 'memory'})", flush=True)
         if dev:
             print(
                 "development configuration (no --config): insecure demo secrets.\n"

@@ -10,13 +10,14 @@ own JWT (an :class:`ApiUser`). A user may call only :data:`USER_METHODS`, and ea
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import fnmatch
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import msgspec
 from msgspec import Raw, Struct
@@ -28,6 +29,7 @@ from neoevents.protocol import codes
 from neoevents.protocol.messages import EMPTY, ClientInfo
 
 log = logging.getLogger("neoevents.api")
+_R = TypeVar("_R")
 
 
 class _P(Struct, forbid_unknown_fields=False):
@@ -246,8 +248,8 @@ class Executor:
     async def broadcast(self, p: BroadcastParams, who: ApiUser | None = None) -> dict[str, Any]:
         if not p.channels:
             raise _bad_request()
-        responses: list[dict[str, Any]] = []
-        for channel in p.channels:
+
+        async def one(channel: str) -> dict[str, Any]:
             try:
                 data = _payload(p.data, p.b64data)
                 self._check_channel(channel, "publish", who)
@@ -259,10 +261,19 @@ class Executor:
                     idempotency_key=p.idempotency_key,
                     skip_history=p.skip_history,
                 )
-                responses.append({"result": {} if p.skip_history else _position(position.offset, position.epoch)})
+                return {"result": {} if p.skip_history else _position(position.offset, position.epoch)}
             except ProtocolError as exc:
-                responses.append({"error": {"code": exc.code, "message": str(exc)}})
-        return {"responses": responses}
+                return {"error": {"code": exc.code, "message": str(exc)}}
+
+        return {"responses": await self._in_order([one(channel) for channel in p.channels])}
+
+    async def _in_order(self, calls: list[Coroutine[Any, Any, _R]]) -> list[_R]:
+        """Results of ``calls``, which publish: one after another, or, when the broker pipelines (its
+        publications travel over a network, e.g. Redis), issued together so that their round trips overlap.
+        Each call hands its publication to the broker before it first waits, so the order is kept."""
+        if len(calls) > 1 and getattr(self.node.broker, "pipelined", False):
+            return list(await asyncio.gather(*calls))
+        return [await call for call in calls]
 
     async def subscribe(self, p: SubscribeParams, who: ApiUser | None = None) -> dict[str, Any]:
         self._check_channel(p.channel, "subscribe", who)
@@ -350,12 +361,26 @@ class Executor:
     async def batch(
         self, commands: list[tuple[str, Struct | ProtocolError]], who: ApiUser | None = None
     ) -> list[dict[str, Any]]:
-        """Run decoded batch commands in order; replies are ``{"<method>": result}`` or ``{"error": ...}``."""
+        """Run decoded batch commands in order; replies are ``{"<method>": result}`` or ``{"error": ...}``.
+        Consecutive publications go through :meth:`_in_order` (pipelined when the broker is)."""
         replies: list[dict[str, Any]] = []
-        for method, params in commands:
+        start = 0
+        while start < len(commands):
+            method, params = commands[start]
             if isinstance(params, ProtocolError):
                 replies.append({"error": {"code": params.code, "message": str(params)}})
+                start += 1
                 continue
-            reply = await self.call_safe(method, params, who)
-            replies.append({method: reply["result"]} if "result" in reply else reply)
+            stop = start + 1
+            while method == "publish" and stop < len(commands) and commands[stop][0] == "publish":
+                stop += 1
+            run = [self.call_safe(method, p, who) for _, p in commands[start:stop] if not isinstance(p, ProtocolError)]
+            results = iter(await self._in_order(run))
+            for _, p in commands[start:stop]:
+                if isinstance(p, ProtocolError):
+                    replies.append({"error": {"code": p.code, "message": str(p)}})
+                else:
+                    reply = next(results)
+                    replies.append({method: reply["result"]} if "result" in reply else reply)
+            start = stop
         return replies

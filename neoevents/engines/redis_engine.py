@@ -1,0 +1,34 @@
+"""The Redis engine for several nodes sharing one Redis (or several, sharded by channel).
+
+Modules, one concept each:
+
+* ``redis_connection`` — one auto-pipelined connection on ``asyncio.Protocol`` + ``hiredis`` (and why
+  not redis-py);
+* ``redis_shard`` — one Redis server: command and PUB/SUB connections kept alive, batched subscriptions,
+  failure behaviour;
+* ``redis_scripts`` — the Lua scripts (atomic publish, history, presence);
+* ``redis_codec`` — the bytes stored and published, the same as Centrifugo's;
+* ``redis_address`` — addresses, credentials and the channel -> shard hash;
+* ``redis_broker`` / ``redis_presence`` — the :class:`~neoevents.engines.base.Broker` and
+  :class:`~neoevents.engines.base.PresenceManager` implementations.
+"""
+
+from __future__ import annotations
+
+from neoevents.config import Config
+from neoevents.engines.redis_address import parse_address
+from neoevents.engines.redis_broker import RedisBroker
+from neoevents.engines.redis_presence import RedisPresenceManager
+
+DEFAULT_ADDRESS = "127.0.0.1:6379"
+
+
+def create_redis_engine(config: Config) -> tuple[RedisBroker, RedisPresenceManager]:
+    """Broker and presence manager on the configured Redis server(s); they share the connections."""
+    addresses = [
+        parse_address(address, config.redis_password, config.redis_db)
+        for address in config.redis_address or (DEFAULT_ADDRESS,)
+    ]
+    broker = RedisBroker(addresses, config.redis_prefix)
+    presence = RedisPresenceManager(broker.shards, config.redis_prefix, config.redis_presence_ttl)
+    return broker, presence
