@@ -118,7 +118,10 @@ class Broker(Protocol):
     async def history(
         self, channel: str, flt: HistoryFilter, history_ttl: float = 0.0, meta_ttl: float = 0.0
     ) -> tuple[list[Publication], StreamPosition]:
-        """Publications after ``flt.since`` (or from the start) and the stream's current position."""
+        """Publications after ``flt.since`` (or from the start) and the stream's current position.
+
+        For a channel this node is subscribed to, every publication up to the returned position has been
+        passed to the handler when this returns: what the handler gets afterwards is newer."""
 
     async def remove_history(self, channel: str) -> None: ...
 

@@ -1,9 +1,9 @@
 """Where a Redis shard is and how to log in to it; which shard a channel lives on.
 
 ``redis_address`` entries are ``host:port`` (``[v6addr]:port``) or URLs:
-``redis://[user[:password]@]host[:port][/db]``, ``rediss://...`` (TLS), ``tcp://host:port`` and
-``unix:///path/to/socket[?db=N]``. A password or database in the URL wins over ``redis_password`` /
-``redis_db``.
+``redis://[user][:password]@host[:port][/db]``, ``rediss://...`` (TLS), ``tcp://host:port`` and
+``unix:///path/to/socket[?db=N&password=...]``. A password or database in the URL wins over
+``redis_password`` / ``redis_db``; a user name (Redis 6 ACL) is sent with the password.
 
 With several addresses every channel lives on one of them, chosen as Centrifugo chooses it (jump
 consistent hash of the FNV-1a 64-bit hash of the channel name), so a channel's history, presence and
@@ -52,11 +52,9 @@ def parse_address(address: str, password: str = "", db: int = 0) -> RedisAddress
         db = int(url.path.strip("/"))
     if "db" in query:
         db = int(query["db"][0])
-    username = unquote(url.username) if url.username and url.password is not None else ""
+    username = unquote(url.username) if url.username else ""
     if url.scheme == "unix":
         return RedisAddress(path=url.path, password=password, db=db, username=username)
-    if url.password is None and url.username and "password" not in query:
-        password = unquote(url.username)  # redis://secret@host: the userinfo alone is the password
     return RedisAddress(
         host=url.hostname or "127.0.0.1",
         port=url.port or DEFAULT_PORT,

@@ -248,7 +248,8 @@ class RedisBroker:
         else:
             start = "+"
         prefix = self.prefix
-        reply = await self.shard(channel).script(
+        shard = self.shard(channel)
+        reply = await shard.script(
             HISTORY,
             (prefix + ".stream." + channel, prefix + ".stream.meta." + channel),
             (
@@ -262,7 +263,10 @@ class RedisBroker:
         )
         offset, epoch, _ = _position_reply(reply)
         self._take_epoch(epoch)
-        if channel in self._positions or (prefix + ".client." + channel).encode() in self._names:
+        if (self._client_prefix + channel).encode() in self._names:
+            # Publications up to this position may still be on their way over PUB/SUB: let them arrive
+            # first, so that what comes afterwards is newer than the position returned.
+            await shard.pubsub_barrier()
             self._positions.setdefault(channel, (_UNKNOWN_OFFSET, epoch))
         pubs = _publications(reply[2]) if include and len(reply) > 2 and reply[2] else []
         return pubs, StreamPosition(offset, epoch)

@@ -59,6 +59,7 @@ class RedisConnection(asyncio.Protocol):
         self.closed = False
         self.lost: asyncio.Future[Exception | None] = self.loop.create_future()
         self.answered = 0  # replies received so far: the shard's watchdog sees whether replies keep coming
+        self.abort_reason: Exception | None = None
         self._out: list[bytes] = []
 
     # ---- asyncio.Protocol ----------------------------------------------------------------------
@@ -104,7 +105,7 @@ class RedisConnection(asyncio.Protocol):
             if not waiter.done():
                 waiter.set_exception(error)
         if not self.lost.done():
-            self.lost.set_result(exc)
+            self.lost.set_result(exc or self.abort_reason)
 
     # ---- commands ------------------------------------------------------------------------------
 
@@ -144,8 +145,9 @@ class RedisConnection(asyncio.Protocol):
         """Commands sent and not answered yet."""
         return len(self.waiters)
 
-    def abort(self, reason: BaseException | None = None) -> None:
+    def abort(self, reason: Exception | None = None) -> None:
         """Drop the connection now (a dead or confused peer); waiting commands fail."""
+        self.abort_reason = reason
         if self.transport is not None:
             self.transport.abort()
         elif not self.closed:

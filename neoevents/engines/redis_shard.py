@@ -116,13 +116,13 @@ class RedisShard:
     def execute(self, *args: bytes | str | int | float) -> asyncio.Future[Any]:
         """Send a command now; raises :class:`EngineError` when there is no connection."""
         conn = self.commands
-        if conn is None:
+        if conn is None or conn.closed:
             raise EngineError(f"no connection to Redis {self.name}")
         return conn.execute(*args)
 
     def send_packed(self, packed: bytes) -> asyncio.Future[Any]:
         conn = self.commands
-        if conn is None:
+        if conn is None or conn.closed:
             raise EngineError(f"no connection to Redis {self.name}")
         return conn.send_packed(packed)
 
@@ -169,9 +169,17 @@ class RedisShard:
 
     # ---- PUB/SUB subscriptions -----------------------------------------------------------------
 
+    async def pubsub_barrier(self) -> None:
+        """Return once every message Redis published to this node before now has been handed over: a PING
+        on the PUB/SUB connection is answered after them. Nothing to wait for without a connection."""
+        conn = self.pubsub
+        if conn is not None:
+            with contextlib.suppress(EngineError):
+                await conn.execute("PING")
+
     def subscribe(self, channel: bytes) -> asyncio.Future[Any] | None:
         """Ask for ``channel``; returns a future confirmed by Redis, or None when already subscribed."""
-        if self.pubsub is None:
+        if self.pubsub is None or self.pubsub.closed:
             raise EngineError(f"no PUB/SUB connection to Redis {self.name}")
         entry = self._pending.get(channel)
         if channel in self._channels:
@@ -235,6 +243,8 @@ class RedisShard:
     def _went_down(self, what: str, reason: object) -> None:
         if what not in self._down_since:
             self._down_since[what] = time.monotonic()
+            if isinstance(reason, EngineError):
+                reason = reason.reason
             log.error("Redis %s: %s connection unavailable (%s); reconnecting", self.name, what, reason)
 
     def _came_up(self, what: str) -> None:
@@ -360,7 +370,6 @@ class RedisShard:
                 if conn.answered != answered or not conn.pending:
                     seen[conn] = (conn.answered, now)
                 elif now - since >= self.timeout:
-                    log.error("Redis %s: no reply for %.0f s; dropping the connection", self.name, now - since)
-                    conn.abort()
+                    conn.abort(EngineError(f"no reply for {now - since:.0f} s"))
             for conn in [c for c in seen if c.closed]:
                 del seen[conn]

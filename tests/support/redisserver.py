@@ -67,9 +67,10 @@ class RedisServer:
         self.kill()
         raise RuntimeError(f"redis-server did not answer PING within {START_TIMEOUT}s: {self.log_tail()}")
 
-    def command(self, *args: str, timeout: float = 5.0) -> bytes:
-        """Send one command (after AUTH when a password is set) and return its raw reply."""
-        commands = ([["AUTH", self.password]] if self.password else []) + [list(args)]
+    def command(self, *args: str, db: int = 0, timeout: float = 5.0) -> bytes:
+        """Send one command (after AUTH when a password is set, in database ``db``) and return its raw reply."""
+        commands = ([["AUTH", self.password]] if self.password else []) + ([["SELECT", str(db)]] if db else [])
+        commands.append(list(args))
         payload = b"".join(
             b"*%d\r\n" % len(cmd) + b"".join(b"$%d\r\n%s\r\n" % (len(a.encode()), a.encode()) for a in cmd)
             for cmd in commands
@@ -82,7 +83,9 @@ class RedisServer:
                 if not chunk:
                     break
                 data += chunk
-        return data[_skip(data, 0) :] if self.password else data
+        for _ in range(len(commands) - 1):
+            data = data[_skip(data, 0) :]
+        return data
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
