@@ -2,7 +2,8 @@
 
 * A publication is the Protobuf ``Publication`` message of the client protocol (``data`` = 4, ``info`` = 5,
   ``offset`` = 6, ``tags`` = 7, ``delta`` = 8, ``time`` = 9, ``channel`` = 10, ``epoch`` = 14); a
-  ``ClientInfo`` has ``user`` = 1, ``client`` = 2, ``conn_info`` = 3, ``chan_info`` = 4.
+  ``ClientInfo`` has ``user`` = 1, ``client`` = 2, ``conn_info`` = 3, ``chan_info`` = 4. Centrifugo writes
+  ``time`` for its own lag metric and never sends it to clients; it is skipped here as well.
 * On the PUB/SUB channel of a client channel a message is ``__p1:<offset>:<epoch>__<publication>`` for a
   publication added to history, the bare publication without history, ``__j__<client info>`` for a join and
   ``__l__<client info>`` for a leave.
@@ -164,8 +165,6 @@ def decode_publication(buf: bytes) -> Publication:
                 elif sub == 2 and isinstance(item, bytes):
                     val = item.decode()
             tags[key] = val
-        elif number == 9 and isinstance(value, int):
-            pub.time = value
     if tags:
         pub.tags = tags
     return pub

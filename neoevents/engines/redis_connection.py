@@ -2,13 +2,20 @@
 
 Every command is encoded with ``hiredis.pack_command`` into a buffer that is written once per event-loop
 iteration, and replies are matched to waiting futures in order: many concurrent callers share one
-connection and one ``write`` per iteration, without a lock or a pool. Measured against a local Redis on
-the development machine (100-byte PUBLISH, 200 concurrent callers, one core): this connection ~190k
-commands/s; redis-py 8.1 with hiredis ~25k/s with the same concurrency (its pool serialises each
-connection's request and reply) and ~110k/s only when the caller builds explicit pipelines. Receiving
-PUB/SUB messages, ``hiredis.Reader`` in ``data_received`` parses ~1M messages/s; redis-py's
-``get_message`` loop about a fifth of that. So the engine uses this connection, and redis-py is not a
-dependency.
+connection and one ``write`` per iteration, without a lock or a pool.
+
+Chosen by measurement (local redis-server 7.0 on the 2-core development VM, 100-byte payloads, uvloop;
+CPU per operation of this process, the caller's own coroutine included):
+
+* PUBLISH from 200 concurrent callers: this connection 170k-370k/s at 2.5 µs; redis-py 8.1 with hiredis
+  5.7k-5.9k/s at ~100 µs (a pool of 50 connections), or 37k-46k/s at 15 µs when the caller builds
+  pipelines of 1000 commands itself.
+* PUB/SUB receive: this connection over 500k messages/s at 0.5 µs (bounded by the producer); redis-py's
+  ``get_message`` loop 26k-28k/s at 18 µs.
+
+redis-py sends and reads each command separately on a pooled connection (a write and a read system call
+per command, which are expensive on these machines) and parses replies in more Python layers; hence this
+connection, and redis-py is not a dependency.
 
 A connection never retries: when it is lost every waiting command fails with
 :class:`~neoevents.engines.base.EngineError`, and the shard that owns it reconnects.

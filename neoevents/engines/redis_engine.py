@@ -18,7 +18,7 @@ from __future__ import annotations
 from neoevents.config import Config
 from neoevents.engines.redis_address import parse_address
 from neoevents.engines.redis_broker import RedisBroker
-from neoevents.engines.redis_presence import RedisPresenceManager
+from neoevents.engines.redis_presence import DEFAULT_PRESENCE_TTL, RedisPresenceManager
 
 DEFAULT_ADDRESS = "127.0.0.1:6379"
 
@@ -30,5 +30,6 @@ def create_redis_engine(config: Config) -> tuple[RedisBroker, RedisPresenceManag
         for address in config.redis_address or (DEFAULT_ADDRESS,)
     ]
     broker = RedisBroker(addresses, config.redis_prefix)
-    presence = RedisPresenceManager(broker.shards, config.redis_prefix, config.redis_presence_ttl)
+    ttl = config.redis_presence_ttl or DEFAULT_PRESENCE_TTL
+    presence = RedisPresenceManager(broker.shards, config.redis_prefix, ttl)
     return broker, presence
