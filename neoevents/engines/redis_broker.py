@@ -7,11 +7,9 @@
 * This node receives a channel's events by subscribing to ``<prefix>.client.<channel>`` while it has local
   subscribers there (:meth:`subscribe` / :meth:`unsubscribe`, batched per event-loop iteration by the
   shard), and control messages on ``<prefix>.control``.
-* Positions are checked as publications arrive: a publication whose offset is not the previous one + 1,
-  or whose epoch changed, means this node missed something, and the handler's
-  ``handle_insufficient_state(channel)`` is called before it is delivered. The same call is made for every
-  channel after the PUB/SUB connection was lost and re-established. (The node then unsubscribes the
-  channel's positioned subscribers with 2500, and the SDKs recover from history.)
+* Arriving messages are decoded and positions checked in :mod:`~neoevents.engines.redis_receiver`: a gap,
+  a new epoch or a re-established PUB/SUB connection calls the handler's ``handle_insufficient_state``
+  (the node then unsubscribes the channel's positioned subscribers with 2500, and the SDKs recover).
 * Failures raise :class:`~neoevents.engines.base.EngineError` (code 100) from ``publish``, ``history``,
   ``remove_history`` and ``subscribe``; ``publish_join``, ``publish_leave`` and ``unsubscribe`` are best
   effort and never raise, since nobody could act on their failure.
@@ -23,7 +21,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import time
 from collections.abc import Sequence
 from typing import Any, Final, NamedTuple
 
@@ -33,15 +30,13 @@ from neoevents.engines.redis_address import RedisAddress, shard_index
 from neoevents.engines.redis_codec import (
     JOIN_PREFIX,
     LEAVE_PREFIX,
-    PUB_PREFIX,
     MalformedMessage,
-    decode_info,
     decode_publication,
     encode_info,
     encode_publication,
-    split_position,
 )
 from neoevents.engines.redis_connection import bulk, pack_head
+from neoevents.engines.redis_receiver import NO_POSITION, Receiver
 from neoevents.engines.redis_scripts import HISTORY, PUBLISH
 from neoevents.engines.redis_shard import RedisShard
 from neoevents.protocol.messages import ClientInfo, Publication
@@ -50,8 +45,6 @@ log = logging.getLogger("neoevents.redis")
 
 DEFAULT_META_TTL: Final = 30 * 86400
 CACHE_SIZE: Final = 10_000  # channels whose encoded publish command heads are kept
-NO_POSITION: Final = StreamPosition()
-_UNKNOWN_OFFSET: Final = -1
 
 
 def _seconds(value: float) -> int:
@@ -75,18 +68,15 @@ class RedisBroker:
         self._client_prefix = prefix + ".client."
         self._control = (prefix + ".control").encode()
         self._start_wait = start_wait
-        self._handler: BrokerEventHandler | None = None
-        self._names: dict[bytes, str] = {}  # PUB/SUB channel -> channel, for the channels subscribed here
-        self._positions: dict[str, tuple[int, str]] = {}  # last position seen on PUB/SUB per channel
+        self._receiver = Receiver(self._control)
         self._epoch = new_epoch()  # offered to the scripts for a stream without one; renewed once taken
-        self._malformed_logged = 0.0
         self._publish_heads: dict[str, bytes] = {}
         self._plans: dict[tuple[str, int, float, float, bool], _ScriptCall] = {}
         self.shards = [
             RedisShard(
                 address,
-                on_message=self._on_message,
-                on_resubscribed=self._on_resubscribed,
+                on_message=self._receiver.on_message,
+                on_resubscribed=self._receiver.resubscribed,
                 always_subscribed=(self._control,) if index == 0 else (),
                 timeout=timeout,
             )
@@ -100,20 +90,20 @@ class RedisBroker:
     # ---- life cycle ----------------------------------------------------------------------------
 
     async def start(self, handler: BrokerEventHandler) -> None:
-        self._handler = handler
+        self._receiver.handler = handler
         ready = await asyncio.gather(*(shard.start(self._start_wait) for shard in self.shards))
         if not all(ready):
             log.error("starting without Redis: operations that need it fail with 100 until it is reachable")
 
     async def close(self) -> None:
-        self._handler = None
+        self._receiver.handler = None
         await asyncio.gather(*(shard.close() for shard in self.shards))
 
     # ---- PUB/SUB -------------------------------------------------------------------------------
 
     async def subscribe(self, channel: str) -> None:
         key = (self._client_prefix + channel).encode()
-        self._names[key] = channel
+        self._receiver.add(key, channel)
         waiter = self.shard(channel).subscribe(key)
         if waiter is not None:
             await waiter
@@ -121,63 +111,7 @@ class RedisBroker:
     async def unsubscribe(self, channel: str) -> None:
         key = (self._client_prefix + channel).encode()
         self.shard(channel).unsubscribe(key)
-        self._names.pop(key, None)
-        self._positions.pop(channel, None)
-
-    def _on_resubscribed(self, keys: list[bytes]) -> None:
-        """The PUB/SUB connection was re-established: anything may have been missed meanwhile."""
-        handler = self._handler
-        for key in keys:
-            channel = self._names.get(key)
-            if channel is None:
-                continue
-            self._positions.pop(channel, None)
-            if handler is not None:
-                handler.handle_insufficient_state(channel)
-
-    def _on_message(self, key: bytes, data: bytes) -> None:
-        channel = self._names.get(key)
-        handler = self._handler
-        if handler is None:
-            return
-        if channel is None:
-            if key == self._control:
-                handler.handle_control(data)
-            return
-        try:
-            if not data.startswith(b"__"):
-                handler.handle_publication(channel, decode_publication(data), NO_POSITION)
-            elif data.startswith(PUB_PREFIX):
-                offset, epoch, body = split_position(data)
-                pub = decode_publication(body)
-                pub.offset = offset
-                self._check_position(handler, channel, offset, epoch)
-                if offset == 1:
-                    pub.epoch = epoch  # a subscriber of an empty stream learns its epoch here
-                handler.handle_publication(channel, pub, StreamPosition(offset, epoch))
-            elif data.startswith(JOIN_PREFIX):
-                handler.handle_join(channel, decode_info(data[5:]))
-            elif data.startswith(LEAVE_PREFIX):
-                handler.handle_leave(channel, decode_info(data[5:]))
-            else:
-                raise MalformedMessage("unknown prefix")
-        except (MalformedMessage, UnicodeDecodeError) as exc:
-            now = time.monotonic()
-            if now - self._malformed_logged > 60:
-                self._malformed_logged = now
-                log.error("malformed message on Redis channel %r: %s", key[:200], exc)
-        except Exception:
-            log.exception("handling a message from Redis failed")
-
-    def _check_position(self, handler: BrokerEventHandler, channel: str, offset: int, epoch: str) -> None:
-        last = self._positions.get(channel)
-        if last is None or (epoch == last[1] and (offset == last[0] + 1 or last[0] == _UNKNOWN_OFFSET)):
-            self._positions[channel] = (offset, epoch)
-            return
-        if epoch == last[1] and offset <= last[0]:
-            return  # older than what was seen: nothing missed
-        self._positions[channel] = (offset, epoch)
-        handler.handle_insufficient_state(channel)
+        self._receiver.remove(key, channel)
 
     # ---- publishing ----------------------------------------------------------------------------
 
@@ -263,11 +197,11 @@ class RedisBroker:
         )
         offset, epoch, _ = _position_reply(reply)
         self._take_epoch(epoch)
-        if (self._client_prefix + channel).encode() in self._names:
+        if (self._client_prefix + channel).encode() in self._receiver.names:
             # Publications up to this position may still be on their way over PUB/SUB: let them arrive
             # first, so that what comes afterwards is newer than the position returned.
             await shard.pubsub_barrier()
-            self._positions.setdefault(channel, (_UNKNOWN_OFFSET, epoch))
+            self._receiver.seen(channel, epoch)
         pubs = _publications(reply[2]) if include and len(reply) > 2 and reply[2] else []
         return pubs, StreamPosition(offset, epoch)
 

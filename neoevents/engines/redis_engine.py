@@ -4,8 +4,9 @@ Modules, one concept each:
 
 * ``redis_connection`` — one auto-pipelined connection on ``asyncio.Protocol`` + ``hiredis`` (and why
   not redis-py);
-* ``redis_shard`` — one Redis server: command and PUB/SUB connections kept alive, batched subscriptions,
-  failure behaviour;
+* ``redis_shard`` — one Redis server: command and PUB/SUB connections kept alive, failure behaviour;
+* ``redis_subscriptions`` — the PUB/SUB channels wanted from a server, subscribed in batches;
+* ``redis_receiver`` — messages arriving over PUB/SUB, and the check that none was lost;
 * ``redis_scripts`` — the Lua scripts (atomic publish, history, presence);
 * ``redis_codec`` — the bytes stored and published, the same as Centrifugo's;
 * ``redis_address`` — addresses, credentials and the channel -> shard hash;

@@ -13,8 +13,7 @@ Behaviour when Redis goes away, which is what operators see:
 * After the PUB/SUB connection comes back, every channel this node had subscribed is subscribed again,
   then ``on_resubscribed(channels)`` tells the broker which channels may have missed publications.
 
-Subscriptions asked for in the same event-loop iteration go out as one ``SUBSCRIBE`` (or ``UNSUBSCRIBE``)
-command; :meth:`subscribe` resolves when Redis confirmed the channel.
+PUB/SUB subscriptions are batched per event-loop iteration (:mod:`~neoevents.engines.redis_subscriptions`).
 """
 
 from __future__ import annotations
@@ -37,18 +36,13 @@ from neoevents.engines.redis_connection import (
     pack_command,
 )
 from neoevents.engines.redis_scripts import Script
+from neoevents.engines.redis_subscriptions import Subscriptions, consume
 
 log = logging.getLogger("neoevents.redis")
 
-SUBSCRIBE_BATCH: Final = 512  # channels per SUBSCRIBE / UNSUBSCRIBE command
 WATCHDOG_INTERVAL: Final = 1.0
 BACKOFF_MIN: Final = 0.05
 BACKOFF_MAX: Final = 1.0
-
-
-def _consume(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()  # retrieved: no "exception was never retrieved" warning
 
 
 class RedisShard:
@@ -70,9 +64,7 @@ class RedisShard:
         self._on_message = on_message
         self._on_resubscribed = on_resubscribed
         self._always = tuple(always_subscribed)
-        self._channels: set[bytes] = set()  # PUB/SUB channels wanted, besides the fixed ones
-        self._pending: dict[bytes, list[Any]] = {}  # channel -> [SUBSCRIBEs not yet confirmed, future]
-        self._ops: list[tuple[bool, bytes]] = []
+        self.subscriptions = Subscriptions()  # PUB/SUB channels wanted, besides the fixed ones
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
         self._down_since: dict[str, float] = {}
@@ -181,62 +173,10 @@ class RedisShard:
         """Ask for ``channel``; returns a future confirmed by Redis, or None when already subscribed."""
         if self.pubsub is None or self.pubsub.closed:
             raise EngineError(f"no PUB/SUB connection to Redis {self.name}")
-        entry = self._pending.get(channel)
-        if channel in self._channels:
-            return entry[1] if entry is not None else None
-        self._channels.add(channel)
-        self._queue(True, channel)
-        return self._expect(channel)
+        return self.subscriptions.subscribe(channel)
 
     def unsubscribe(self, channel: bytes) -> None:
-        if channel in self._channels:
-            self._channels.discard(channel)
-            if self.pubsub is not None:
-                self._queue(False, channel)
-
-    @property
-    def channels(self) -> set[bytes]:
-        return self._channels
-
-    def _expect(self, channel: bytes) -> asyncio.Future[Any]:
-        entry = self._pending.get(channel)
-        if entry is None:
-            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            future.add_done_callback(_consume)
-            entry = self._pending[channel] = [0, future]
-        entry[0] += 1
-        result: asyncio.Future[Any] = entry[1]
-        return result
-
-    def _confirmed(self, channel: bytes) -> None:
-        entry = self._pending.get(channel)
-        if entry is None:
-            return
-        entry[0] -= 1
-        if entry[0] <= 0:
-            del self._pending[channel]
-            if not entry[1].done():
-                entry[1].set_result(None)
-
-    def _queue(self, subscribe: bool, channel: bytes) -> None:
-        self._ops.append((subscribe, channel))
-        if len(self._ops) == 1:
-            asyncio.get_running_loop().call_soon(self._flush_ops)
-
-    def _flush_ops(self) -> None:
-        ops, self._ops = self._ops, []
-        conn = self.pubsub
-        if conn is None:
-            return
-        start = 0
-        while start < len(ops):
-            kind = ops[start][0]
-            stop = start
-            while stop < len(ops) and ops[stop][0] == kind and stop - start < SUBSCRIBE_BATCH:
-                stop += 1
-            names = [channel for _, channel in ops[start:stop]]
-            conn.send_only(pack_command((b"SUBSCRIBE" if kind else b"UNSUBSCRIBE", *names)))
-            start = stop
+        self.subscriptions.unsubscribe(channel)
 
     # ---- keeping the connections ---------------------------------------------------------------
 
@@ -307,7 +247,7 @@ class RedisShard:
         while not self._closing:
             try:
                 conn = await self._connect(
-                    lambda: PubSubConnection(self.name, self._on_message, self._confirmed), select=False
+                    lambda: PubSubConnection(self.name, self._on_message, self.subscriptions.confirmed), select=False
                 )
                 assert isinstance(conn, PubSubConnection)
             except EngineError as exc:
@@ -316,11 +256,9 @@ class RedisShard:
                 attempt += 1
                 continue
             self._retry_now.set()
-            self.pubsub = conn
-            resubscribed = list(self._channels)
-            waiters = [self._expect(channel) for channel in (*self._always, *resubscribed)]
-            for channel in (*self._always, *resubscribed):
-                self._queue(True, channel)
+            self.pubsub = self.subscriptions.connection = conn
+            resubscribed = list(self.subscriptions.wanted)
+            waiters = [self.subscriptions.send(channel) for channel in (*self._always, *resubscribed)]
             try:
                 async with asyncio.timeout(self.timeout + len(waiters) / 10000):
                     await asyncio.gather(*waiters)
@@ -346,12 +284,7 @@ class RedisShard:
         if self.pubsub is conn:
             self.pubsub = None
             self._pubsub_up.clear()
-        self._ops.clear()
-        pending, self._pending = self._pending, {}
-        error = EngineError(f"PUB/SUB connection to Redis {self.name} lost")
-        for _, future in pending.values():
-            if not future.done():
-                future.set_exception(error)
+        self.subscriptions.connection_lost(EngineError(f"PUB/SUB connection to Redis {self.name} lost"))
         if not self._closing:
             self._went_down("PUB/SUB", reason or "closed by the server")
 
@@ -365,7 +298,7 @@ class RedisShard:
                 if conn is None or conn.closed:
                     continue
                 if not conn.pending:
-                    conn.execute("PING").add_done_callback(_consume)  # so that a silent peer is noticed
+                    conn.execute("PING").add_done_callback(consume)  # so that a silent peer is noticed
                 answered, since = seen.get(conn, (-1, now))
                 if conn.answered != answered or not conn.pending:
                     seen[conn] = (conn.answered, now)
