@@ -61,7 +61,7 @@ def _serve(args: argparse.Namespace) -> int:
         gc.collect()
         gc.freeze()
         host = config.address
-        print(f"neoevents listening on {host}:{port} (engine: memory)", flush=True)
+        print(f"neoevents listening on {host}:{port} (engine: {config.engine or 'memory'})", flush=True)
         if dev:
             print(
                 "development configuration (no --config): insecure demo secrets.\n"

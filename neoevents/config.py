@@ -110,6 +110,7 @@ class Config:
     redis_password: str = ""
     redis_db: int = 0
     redis_prefix: str = "centrifugo"
+    redis_presence_ttl: float = 60.0
     # Client connections.
     allowed_origins: tuple[str, ...] = ()
     client_insecure: bool = False

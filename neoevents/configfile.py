@@ -637,6 +637,13 @@ KEYS: Final[tuple[KeySpec, ...]] = (
     KeySpec("redis_password", _string(), "Redis password (AUTH).", env=("REDIS_PASSWORD",)),
     KeySpec("redis_db", _integer(0), "Redis database number."),
     KeySpec("redis_prefix", _string(), "Prefix of every Redis key and PUB/SUB channel."),
+    KeySpec(
+        "redis_presence_ttl",
+        _duration(),
+        "How long a presence entry lives in Redis unless its node refreshes it (every third of this); the "
+        "entries of a node that stopped disappear after it.",
+        aliases=("presence_ttl",),
+    ),
     # Client connections.
     KeySpec(
         "allowed_origins",

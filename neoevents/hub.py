@@ -44,6 +44,11 @@ class Hub:
         subs = self._subs.get(channel)
         return len(subs) if subs else 0
 
+    def subscribers(self, channel: str) -> list[tuple[Client, Subscription]]:
+        """A snapshot of the channel's local subscribers."""
+        subs = self._subs.get(channel)
+        return list(subs.items()) if subs else []
+
     def channels(self) -> dict[str, int]:
         return {channel: len(subs) for channel, subs in self._subs.items()}
 

@@ -50,6 +50,10 @@ log = logging.getLogger("neoevents.node")
 _ACTIONS = ("subscribe", "publish", "history", "presence")
 
 
+# Marks the place of possibly lost publications among those held for a joining subscriber.
+_GAP: tuple[Publication, StreamPosition] = (Publication(), StreamPosition())
+
+
 class Subject(Protocol):
     """Who asks for a channel action: a client connection, or a user token on the HTTP API."""
 
@@ -106,6 +110,8 @@ class Node:
         )
         self._ticker: asyncio.Task[None] | None = None
         self._ping_cache: dict[int, bytes] = {}
+        # channel -> subscribers whose subscribe is in progress -> publications held for them
+        self._joining: dict[str, dict[Client, list[tuple[Publication, StreamPosition]]]] = {}
 
     # ---- life cycle ----------------------------------------------------------------------------
 
@@ -305,26 +311,32 @@ class Node:
         positioned = ns.history_enabled and (
             recoverable or ns.force_positioning or (ns.allow_positioning and req.positioned)
         )
-        first = self.hub.add(channel, client, sub)
-        if first:
-            await self.broker.subscribe(channel)
+        # Until the reply is out, the channel's publications for this subscriber are held back (_joined).
+        self._joining.setdefault(channel, {})[client] = []
         info = client.client_info(sub.info)
-        if ns.presence:
-            await self.presence.add_presence(channel, client.id, info)
-        if req.recover:
-            result.was_recovering = True
-        if positioned:
-            sub.positioned = True
-            sub.recoverable = recoverable
-            result.positioned = True
-            result.recoverable = recoverable
-            if recoverable and req.recover:
-                await self._recover(channel, req, result, ns)
-            else:
-                _, position = await self.broker.history(
-                    channel, HistoryFilter(limit=0), ns.history_ttl, ns.history_meta_ttl
-                )
-                result.offset, result.epoch = position.offset, position.epoch
+        try:
+            if not self.hub.num_subscribers(channel):
+                await self.broker.subscribe(channel)
+            if ns.presence:
+                await self.presence.add_presence(channel, client.id, info)
+            if req.recover:
+                result.was_recovering = True
+            if positioned:
+                sub.positioned = True
+                sub.recoverable = recoverable
+                result.positioned = True
+                result.recoverable = recoverable
+                if recoverable and req.recover:
+                    await self._recover(channel, req, result, ns)
+                else:
+                    _, position = await self.broker.history(
+                        channel, HistoryFilter(limit=0), ns.history_ttl, ns.history_meta_ttl
+                    )
+                    result.offset, result.epoch = position.offset, position.epoch
+        except BaseException:
+            await self._abandon_join(client, channel, sub, ns.presence)
+            raise
+        client.after_reply(self._joined(client, channel, sub, result))
         if ns.join_leave:
             # Announced once the subscriber has its subscribe reply, so it can receive its own join.
             client.after_reply(self.broker.publish_join(channel, info))
@@ -354,9 +366,9 @@ class Node:
         self.metrics.recovery(recovered)
 
     async def unsubscribe_client(self, client: Client, channel: str, sub: Subscription) -> None:
-        last = self.hub.remove(channel, client)
-        if last:
-            await self.broker.unsubscribe(channel)
+        self.hub.remove(channel, client)
+        self._leave_joining(channel, client)
+        await self._release(channel)
         ns = self.namespace_for(channel)
         self.metrics.subscriptions -= 1
         if ns is None:
@@ -365,6 +377,74 @@ class Node:
             await self.presence.remove_presence(channel, client.id, client.user)
         if ns.join_leave:
             await self.broker.publish_leave(channel, client.client_info(sub.info))
+
+    # ---- subscriptions in progress (an engine that answers asynchronously) ------------------------
+    #
+    # A subscriber joins the hub only once its subscribe reply is out: publications that arrive while the
+    # engine is being asked (PUB/SUB subscription, presence, history) are held in ``_joining`` and sent
+    # right after the reply, without those a positioned subscriber already has (offset <= its position).
+
+    def _leave_joining(self, channel: str, client: Client) -> list[tuple[Publication, StreamPosition]] | None:
+        joining = self._joining.get(channel)
+        held = joining.pop(client, None) if joining is not None else None
+        if joining is not None and not joining:
+            del self._joining[channel]
+        return held
+
+    async def _release(self, channel: str) -> None:
+        """Stop receiving ``channel`` from the broker when no subscriber is left or joining."""
+        if not self.hub.num_subscribers(channel) and channel not in self._joining:
+            await self.broker.unsubscribe(channel)
+
+    async def _abandon_join(self, client: Client, channel: str, sub: Subscription, presence: bool) -> None:
+        """A subscribe failed half-way (engine error): undo it, so the client can simply try again."""
+        if client.subs.get(channel) is sub:
+            del client.subs[channel]
+        else:
+            self.metrics.subscriptions += 1  # unsubscribe_client ran for it and counted it down
+        if self._leave_joining(channel, client) is not None:
+            await self._release(channel)
+        if presence:
+            await self.presence.remove_presence(channel, client.id, client.user)
+
+    async def _joined(self, client: Client, channel: str, sub: Subscription, result: SubscribeResult) -> None:
+        held = self._leave_joining(channel, client)
+        if held is None:
+            return  # unsubscribed meanwhile: unsubscribe_client did the rest
+        if client.subs.get(channel) is not sub:
+            await self._release(channel)  # dropped meanwhile; its unsubscribe_client finds nothing to release
+            return
+        self.hub.add(channel, client, sub)
+        last = max(result.offset, result.publications[-1].offset if result.publications else 0)
+        for pub, position in held:
+            if sub.positioned and (pub is _GAP[0] or (pub.offset and position.epoch != result.epoch)):
+                self._insufficient_state(client, channel, sub)
+                return
+            if pub is _GAP[0]:
+                continue
+            if sub.positioned and pub.offset:
+                if pub.offset > last + 1:
+                    self._insufficient_state(client, channel, sub)
+                    return
+                if pub.offset <= last:
+                    continue
+                last = pub.offset
+            client.send_reply(Reply(push=Push(channel=channel, pub=pub)))
+
+    def _insufficient_state(self, client: Client, channel: str, sub: Subscription) -> None:
+        """The subscriber may have missed publications: 2500 (the SDK resubscribes and recovers), or 3010
+        for a server-side subscription, as the reference server does."""
+        if client.subs.get(channel) is not sub:
+            return
+        if sub.server_side:
+            client.disconnect(codes.DISCONNECT_INSUFFICIENT_STATE)
+            return
+        del client.subs[channel]
+        self.hub.remove(channel, client)
+        code = codes.UNSUBSCRIBE_INSUFFICIENT
+        unsubscribe = Unsubscribe(code=code.code, reason=code.reason)
+        client.send_reply(Reply(push=Push(channel=channel, unsubscribe=unsubscribe)))
+        self.spawn(self.unsubscribe_client(client, channel, sub))
 
     # ---- publishing, history -------------------------------------------------------------------
 
@@ -463,6 +543,9 @@ class Node:
     def handle_publication(self, channel: str, pub: Publication, position: StreamPosition) -> None:
         delivered = self.hub.broadcast_publication(channel, pub)
         self.metrics.delivered(delivered)
+        if self._joining:
+            for held in self._joining.get(channel, {}).values():
+                held.append((pub, position))
 
     def handle_join(self, channel: str, info: ClientInfo) -> None:
         self.hub.broadcast_join(channel, info)
@@ -472,6 +555,14 @@ class Node:
 
     def handle_control(self, data: bytes) -> None:
         return None
+
+    def handle_insufficient_state(self, channel: str) -> None:
+        """Publications of ``channel`` may have been lost before this node: positioned subscribers recover."""
+        for client, sub in self.hub.subscribers(channel):
+            if sub.positioned:
+                self._insufficient_state(client, channel, sub)
+        for held in self._joining.get(channel, {}).values():
+            held.append(_GAP)
 
     # ---- server-side actions (server API) ------------------------------------------------------
 

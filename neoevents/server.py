@@ -24,12 +24,13 @@ WEBSOCKET_PATH = "/connection/websocket"
 
 
 def build_node(config: Config) -> Node:
-    """Create the node with the engine the configuration names."""
-    if config.engine not in ("memory", ""):
-        log.warning(
-            "engine %r is not available in this build; running on the in-memory engine (single node)",
-            config.engine,
-        )
+    """Create the node with the engine the configuration names (memory unless ``engine`` is ``redis``)."""
+    if config.engine == "redis":
+        from neoevents.engines.redis_engine import create_redis_engine
+
+        broker, presence = create_redis_engine(config)
+        log.info("Redis engine: %s, prefix %r", ", ".join(str(s.address) for s in broker.shards), config.redis_prefix)
+        return Node(config, broker, presence)
     return Node(config, MemoryBroker(), MemoryPresenceManager())
 
 

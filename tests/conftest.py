@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.redisserver import redis_server  # noqa: F401  (a fixture every test may use)
 from tests.support.servers import (
     KINDS,
     RunningServer,

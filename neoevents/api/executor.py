@@ -10,13 +10,14 @@ own JWT (an :class:`ApiUser`). A user may call only :data:`USER_METHODS`, and ea
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import fnmatch
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import msgspec
 from msgspec import Raw, Struct
@@ -29,6 +30,7 @@ from neoevents.protocol import codes
 from neoevents.protocol.messages import EMPTY, ClientInfo
 
 log = logging.getLogger("neoevents.api")
+_R = TypeVar("_R")
 
 
 class _P(Struct, forbid_unknown_fields=False):
@@ -262,8 +264,8 @@ class Executor:
     async def broadcast(self, p: BroadcastParams, who: ApiUser | None = None) -> dict[str, Any]:
         if not p.channels:
             raise _bad_request()
-        responses: list[dict[str, Any]] = []
-        for channel in p.channels:
+
+        async def one(channel: str) -> dict[str, Any]:
             try:
                 data = _payload(p.data, p.b64data)
                 ns = self._check_channel(channel, "publish", who)
@@ -276,10 +278,19 @@ class Executor:
                     skip_history=p.skip_history,
                     ns=ns,
                 )
-                responses.append({"result": {} if p.skip_history else _position(position.offset, position.epoch)})
+                return {"result": {} if p.skip_history else _position(position.offset, position.epoch)}
             except ProtocolError as exc:
-                responses.append({"error": {"code": exc.code, "message": str(exc)}})
-        return {"responses": responses}
+                return {"error": {"code": exc.code, "message": str(exc)}}
+
+        return {"responses": await self._in_order([one(channel) for channel in p.channels])}
+
+    async def _in_order(self, calls: list[Coroutine[Any, Any, _R]]) -> list[_R]:
+        """Results of ``calls``, which publish: one after another, or, when the broker pipelines (its
+        publications travel over a network, e.g. Redis), issued together so that their round trips overlap.
+        Each call hands its publication to the broker before it first waits, so the order is kept."""
+        if len(calls) > 1 and getattr(self.node.broker, "pipelined", False):
+            return list(await asyncio.gather(*calls))
+        return [await call for call in calls]
 
     async def subscribe(self, p: SubscribeParams, who: ApiUser | None = None) -> dict[str, Any]:
         self._check_channel(p.channel, "subscribe", who)
@@ -369,18 +380,20 @@ class Executor:
     ) -> list[dict[str, Any]]:
         """Run decoded batch commands in order; replies are ``{"<method>": result}`` or ``{"error": ...}``.
 
-        Publications go through :meth:`publish_now` when the engine allows it: a batch of publications is
-        then one loop over plain calls, with no coroutine per command.
+        With an engine that publishes synchronously (memory), publications go through :meth:`publish_now`: a
+        batch of publications is then one loop over plain calls, with no coroutine per command. Otherwise
+        consecutive publications go through :meth:`_in_order` (pipelined when the broker is).
         """
+        if not self.node.publishes_synchronously:
+            return await self._batch_pipelined(commands, who)
         replies: list[dict[str, Any]] = []
         metrics = self.node.metrics
-        sync_publish = self.node.publishes_synchronously
         published = 0
         for method, params in commands:
             if isinstance(params, ProtocolError):
                 replies.append({"error": {"code": params.code, "message": str(params)}})
                 continue
-            if sync_publish and type(params) is PublishParams:
+            if type(params) is PublishParams:
                 try:
                     replies.append({"publish": self.publish_now(params, who)})
                     published += 1
@@ -395,6 +408,31 @@ class Executor:
             replies.append({method: reply["result"]} if "result" in reply else reply)
         if published:
             metrics.api_request("publish", True, published)
+        return replies
+
+    async def _batch_pipelined(
+        self, commands: list[tuple[str, Struct | ProtocolError]], who: ApiUser | None
+    ) -> list[dict[str, Any]]:
+        replies: list[dict[str, Any]] = []
+        start = 0
+        while start < len(commands):
+            method, params = commands[start]
+            if isinstance(params, ProtocolError):
+                replies.append({"error": {"code": params.code, "message": str(params)}})
+                start += 1
+                continue
+            stop = start + 1
+            while method == "publish" and stop < len(commands) and commands[stop][0] == "publish":
+                stop += 1
+            run = [self.call_safe(method, p, who) for _, p in commands[start:stop] if not isinstance(p, ProtocolError)]
+            results = iter(await self._in_order(run))
+            for _, p in commands[start:stop]:
+                if isinstance(p, ProtocolError):
+                    replies.append({"error": {"code": p.code, "message": str(p)}})
+                else:
+                    reply = next(results)
+                    replies.append({method: reply["result"]} if "result" in reply else reply)
+            start = stop
         return replies
 
 

@@ -15,7 +15,18 @@ Contract shared by every implementation:
   publish; the position (offset, epoch) outlives the publications for ``history_meta_ttl`` seconds.
 * An idempotency key makes a repeated publish within ``idempotent_result_ttl`` return the first
   position and deliver nothing.
-* Presence entries expire after ``presence_ttl`` unless refreshed by ``add_presence``.
+* Presence entries expire after ``presence_ttl`` unless refreshed by ``add_presence``; an engine shared by
+  several nodes keeps refreshing the entries its node added until ``remove_presence``, so only the entries
+  of a node that died expire.
+* ``subscribe`` may be called again for a channel already subscribed (it then waits for the pending
+  subscription, if any); when it returns, every publication made afterwards reaches this node.
+* Operations that cannot be done (storage unreachable) raise :class:`EngineError`; ``unsubscribe``,
+  ``publish_join``, ``publish_leave`` and ``remove_presence`` are best effort and do not raise.
+* A broker whose publications travel over a network sets ``pipelined = True``: callers with several
+  publications at hand (batch and broadcast API calls) then issue them together rather than one round trip
+  after another. It must keep their order per channel as they were issued.
+* A broker that can lose publications on their way to the node (a network between them) calls
+  ``handle_insufficient_state`` when it notices; the in-memory broker never does.
 """
 
 from __future__ import annotations
@@ -24,7 +35,21 @@ from typing import Protocol
 
 from msgspec import Struct
 
+from neoevents.exceptions import ProtocolError
+from neoevents.protocol import codes
 from neoevents.protocol.messages import ClientInfo, Publication
+
+
+class EngineError(ProtocolError):
+    """The engine cannot do an operation now (its storage is unreachable, timed out or refused).
+
+    Callers get ``100 internal server error``, like any ProtocolError reply; ``reason`` is for logs. The
+    engine logs the underlying problem itself, once, not per failed operation.
+    """
+
+    def __init__(self, reason: str = "") -> None:
+        super().__init__(codes.ERROR_INTERNAL)
+        self.reason = reason
 
 
 class StreamPosition(Struct, frozen=True, gc=False):
@@ -64,6 +89,10 @@ class BrokerEventHandler(Protocol):
 
     def handle_control(self, data: bytes) -> None: ...
 
+    def handle_insufficient_state(self, channel: str) -> None:
+        """Publications of ``channel`` may have been lost on their way to this node (a gap in offsets, a new
+        epoch, a lost PUB/SUB connection): subscribers that track positions must recover."""
+
 
 class Broker(Protocol):
     async def start(self, handler: BrokerEventHandler) -> None:
@@ -89,7 +118,10 @@ class Broker(Protocol):
     async def history(
         self, channel: str, flt: HistoryFilter, history_ttl: float = 0.0, meta_ttl: float = 0.0
     ) -> tuple[list[Publication], StreamPosition]:
-        """Publications after ``flt.since`` (or from the start) and the stream's current position."""
+        """Publications after ``flt.since`` (or from the start) and the stream's current position.
+
+        For a channel this node is subscribed to, every publication up to the returned position has been
+        passed to the handler when this returns: what the handler gets afterwards is newer."""
 
     async def remove_history(self, channel: str) -> None: ...
 

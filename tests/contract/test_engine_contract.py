@@ -1,14 +1,25 @@
-"""The engine contract (see neoevents.engines.base), run against every engine implementation."""
+"""The engine contract (see neoevents.engines.base), run against every engine implementation.
+
+Each test runs against the in-memory engine and against the Redis engine on a real redis-server of its
+own. Deliveries through Redis are asynchronous, so tests call ``engine.settle()`` before looking at what
+was delivered: it returns once everything published so far has come back over PUB/SUB.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
+from msgspec import Raw
 
 from neoevents.engines.base import Broker, HistoryFilter, PresenceManager, PublishOptions, StreamPosition
 from neoevents.engines.memory import MemoryBroker, MemoryPresenceManager
+from neoevents.engines.redis_address import parse_address
+from neoevents.engines.redis_broker import RedisBroker
+from neoevents.engines.redis_presence import RedisPresenceManager
 from neoevents.protocol.messages import ClientInfo, Publication
 
 HISTORY = PublishOptions(history_size=3, history_ttl=60)
@@ -17,20 +28,28 @@ HISTORY = PublishOptions(history_size=3, history_ttl=60)
 @dataclass
 class Recorder:
     pubs: list[tuple[str, int, bytes]] = field(default_factory=list)
+    full: list[Publication] = field(default_factory=list)
     joins: list[tuple[str, str]] = field(default_factory=list)
     leaves: list[tuple[str, str]] = field(default_factory=list)
+    infos: list[ClientInfo] = field(default_factory=list)
+    insufficient: list[str] = field(default_factory=list)
 
     def handle_publication(self, channel: str, pub: Publication, position: StreamPosition) -> None:
         self.pubs.append((channel, pub.offset, bytes(pub.data)))
+        self.full.append(pub)
 
     def handle_join(self, channel: str, info: ClientInfo) -> None:
         self.joins.append((channel, info.client))
+        self.infos.append(info)
 
     def handle_leave(self, channel: str, info: ClientInfo) -> None:
         self.leaves.append((channel, info.client))
 
     def handle_control(self, data: bytes) -> None:
         return None
+
+    def handle_insufficient_state(self, channel: str) -> None:
+        self.insufficient.append(channel)
 
 
 @dataclass
@@ -39,17 +58,30 @@ class Engine:
     presence: PresenceManager
     events: Recorder
 
+    async def settle(self) -> None:
+        """Wait until what was published so far has been delivered (a PING behind it on PUB/SUB)."""
+        if isinstance(self.broker, RedisBroker):
+            for shard in self.broker.shards:
+                assert shard.pubsub is not None
+                await shard.pubsub.execute("PING")
 
-@pytest.fixture(params=["memory"])
+
+@pytest.fixture(params=["memory", "redis"])
 async def engine(request: pytest.FixtureRequest) -> AsyncIterator[Engine]:
     events = Recorder()
-    broker: Broker = MemoryBroker()
-    presence: PresenceManager = MemoryPresenceManager()
+    broker: Broker
+    presence: PresenceManager
+    if request.param == "memory":
+        broker, presence = MemoryBroker(), MemoryPresenceManager()
+    else:
+        server = request.getfixturevalue("redis_server")
+        redis = RedisBroker([parse_address(server.address)], prefix=f"t{uuid.uuid4().hex[:8]}")
+        broker, presence = redis, RedisPresenceManager(redis.shards, redis.prefix)
     await broker.start(events)
     await broker.subscribe("c")
     yield Engine(broker, presence, events)
-    await broker.close()
     await presence.close()
+    await broker.close()
 
 
 async def test_offsets_start_at_one_and_increase_within_one_epoch(engine: Engine) -> None:
@@ -61,6 +93,7 @@ async def test_offsets_start_at_one_and_increase_within_one_epoch(engine: Engine
 async def test_delivery_follows_offset_order(engine: Engine) -> None:
     for i in range(4):
         await engine.broker.publish("c", b"%d" % i, HISTORY)
+    await engine.settle()
     assert engine.events.pubs == [("c", i + 1, b"%d" % i) for i in range(4)]
 
 
@@ -102,6 +135,7 @@ async def test_idempotency_key_suppresses_the_repeat(engine: Engine) -> None:
     again, suppressed2 = await engine.broker.publish("c", b"x", opts)
     assert (suppressed1, suppressed2) == (False, True)
     assert first == again
+    await engine.settle()
     assert len(engine.events.pubs) == 1
 
 
@@ -110,6 +144,7 @@ async def test_skip_history_delivers_without_appending(engine: Engine) -> None:
     await engine.broker.publish("c", b"b", PublishOptions(history_size=3, history_ttl=60, skip_history=True))
     pubs, position = await engine.broker.history("c", HistoryFilter(limit=-1))
     assert [bytes(p.data) for p in pubs] == [b"a"] and position.offset == 1
+    await engine.settle()
     assert [d for _, _, d in engine.events.pubs] == [b"a", b"b"]
 
 
@@ -125,6 +160,7 @@ async def test_remove_history_keeps_the_position(engine: Engine) -> None:
 async def test_no_history_means_no_offsets(engine: Engine) -> None:
     position, _ = await engine.broker.publish("c", b"x", PublishOptions())
     assert position == StreamPosition()
+    await engine.settle()
     assert engine.events.pubs == [("c", 0, b"x")]
 
 
@@ -132,6 +168,7 @@ async def test_join_and_leave_are_delivered(engine: Engine) -> None:
     info = ClientInfo(user="u", client="c1")
     await engine.broker.publish_join("c", info)
     await engine.broker.publish_leave("c", info)
+    await engine.settle()
     assert engine.events.joins == [("c", "c1")] and engine.events.leaves == [("c", "c1")]
 
 
@@ -144,3 +181,98 @@ async def test_presence_add_remove_and_stats(engine: Engine) -> None:
     await p.remove_presence("c", "c2", "u1")
     assert sorted(await p.presence("c")) == ["c1", "c3"]
     assert await p.presence_stats("other") == (0, 0)
+
+
+async def test_publications_keep_info_tags_and_binary_data(engine: Engine) -> None:
+    info = ClientInfo(user="u", client="c1", conn_info=Raw(b'{"a":1}'), chan_info=Raw(b'{"b":[2]}'))
+    data = bytes(range(256)) * 3
+    options = PublishOptions(history_size=3, history_ttl=60, tags={"k": "v", "ключ": "значение"}, info=info)
+    await engine.broker.publish("c", data, options)
+    await engine.settle()
+    (delivered,) = engine.events.full
+    pubs, _ = await engine.broker.history("c", HistoryFilter(limit=-1))
+    for pub in (delivered, pubs[0]):
+        assert bytes(pub.data) == data
+        assert pub.tags == {"k": "v", "ключ": "значение"}
+        assert pub.info is not None
+        assert (pub.info.user, pub.info.client) == ("u", "c1")
+        assert (bytes(pub.info.conn_info), bytes(pub.info.chan_info)) == (b'{"a":1}', b'{"b":[2]}')
+
+
+async def test_the_first_publication_of_a_stream_carries_its_epoch(engine: Engine) -> None:
+    first, _ = await engine.broker.publish("c", b"1", HISTORY)
+    await engine.broker.publish("c", b"2", HISTORY)
+    await engine.settle()
+    assert [p.epoch for p in engine.events.full] == [first.epoch, ""]
+
+
+async def test_an_unknown_stream_gets_a_position_that_stays(engine: Engine) -> None:
+    _, position = await engine.broker.history("new", HistoryFilter(limit=0))
+    _, again = await engine.broker.history("new", HistoryFilter(limit=-1))
+    assert position.offset == 0 and len(position.epoch) == 8 and again == position
+    published, _ = await engine.broker.publish("new", b"x", HISTORY)
+    assert published == StreamPosition(1, position.epoch)
+
+
+async def test_history_edges(engine: Engine) -> None:
+    for i in range(3):
+        await engine.broker.publish("c", b"%d" % i, HISTORY)
+    _, position = await engine.broker.history("c", HistoryFilter(limit=0))
+    reverse_from_first = HistoryFilter(since=StreamPosition(1, position.epoch), limit=-1, reverse=True)
+    assert (await engine.broker.history("c", reverse_from_first))[0] == []
+    beyond = HistoryFilter(since=StreamPosition(10, position.epoch), limit=-1)
+    assert (await engine.broker.history("c", beyond))[0] == []
+    pubs, _ = await engine.broker.history("c", HistoryFilter(limit=-1, reverse=True))
+    assert [p.offset for p in pubs] == [3, 2, 1]
+
+
+async def test_offsets_are_per_channel(engine: Engine) -> None:
+    a, _ = await engine.broker.publish("a", b"x", HISTORY)
+    b, _ = await engine.broker.publish("b", b"x", HISTORY)
+    a2, _ = await engine.broker.publish("a", b"x", HISTORY)
+    assert (a.offset, b.offset, a2.offset) == (1, 1, 2)
+
+
+async def test_publishing_continues_after_remove_history(engine: Engine) -> None:
+    await engine.broker.publish("c", b"x", HISTORY)
+    await engine.broker.remove_history("c")
+    position, _ = await engine.broker.publish("c", b"y", HISTORY)
+    pubs, _ = await engine.broker.history("c", HistoryFilter(limit=-1))
+    assert position.offset == 2 and [p.offset for p in pubs] == [2]
+
+
+async def test_idempotency_without_history_and_per_channel(engine: Engine) -> None:
+    opts = PublishOptions(idempotency_key="k")
+    assert await engine.broker.publish("c", b"x", opts) == (StreamPosition(), False)
+    assert await engine.broker.publish("c", b"x", opts) == (StreamPosition(), True)
+    assert await engine.broker.publish("other", b"x", opts) == (StreamPosition(), False)
+    await engine.settle()
+    assert [c for c, _, _ in engine.events.pubs if c == "c"] == ["c"]
+
+
+async def test_subscribing_twice_is_harmless(engine: Engine) -> None:
+    await engine.broker.subscribe("c")
+    await engine.broker.publish("c", b"x", HISTORY)
+    await engine.settle()
+    assert engine.events.pubs == [("c", 1, b"x")]
+
+
+async def test_presence_keeps_the_client_info(engine: Engine) -> None:
+    p = engine.presence
+    info = ClientInfo(user="u1", client="c1", conn_info=Raw(b'{"name":"A"}'), chan_info=Raw(b"[1]"))
+    await p.add_presence("c", "c1", info)
+    await p.add_presence("c", "c1", info)  # a refresh, not a second entry
+    assert await p.presence("c") == {"c1": info}
+    assert await p.presence_stats("c") == (1, 1)
+    await p.remove_presence("c", "unknown", "u9")
+    await p.remove_presence("c", "c1", "u1")
+    assert await p.presence("c") == {}
+
+
+async def test_concurrent_publications_get_distinct_offsets(engine: Engine) -> None:
+    big = PublishOptions(history_size=100, history_ttl=60)
+    results = await asyncio.gather(*(engine.broker.publish("c", b"%d" % i, big) for i in range(50)))
+    assert sorted(p.offset for p, _ in results) == list(range(1, 51))
+    await engine.settle()
+    assert [offset for _, offset, _ in engine.events.pubs] == list(range(1, 51))
+    assert engine.events.insufficient == []

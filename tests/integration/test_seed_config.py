@@ -1,5 +1,6 @@
-"""The seed's own configuration file, loaded as it is, with the seed's environment variables on top:
-the built-in tenant channels keep history and recover missed events after a reconnect."""
+"""The seed's own configuration file, loaded as it is, with the seed's environment variables on top (its
+Redis engine pointed at a real redis-server with ``REDIS_HOST`` / ``REDIS_PORT``): the built-in tenant
+channels keep history and recover missed events after a reconnect."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.rawclient import RawClient
+from tests.support.redisserver import RedisServer
 from tests.support.servers import HOST, RunningServer, ServerOptions, _wait_healthy, free_port
 
 SEED_CONFIG = Path(__file__).resolve().parents[2] / "config" / "centrifugo.json"
@@ -21,10 +23,17 @@ API_KEY = "seed-api-key-from-the-environment"
 
 
 @pytest.fixture
-def seed_server(tmp_path: Path) -> Iterator[RunningServer]:
+def seed_server(tmp_path: Path, redis_server: RedisServer) -> Iterator[RunningServer]:
     port = free_port()
     log_path = tmp_path / "seed.log"
-    env = {**os.environ, "CENTRIFUGO_SECRET": SECRET, "CENTRIFUGO_TOKEN": API_KEY, "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "CENTRIFUGO_SECRET": SECRET,
+        "CENTRIFUGO_TOKEN": API_KEY,
+        "REDIS_HOST": HOST,
+        "REDIS_PORT": str(redis_server.port),
+        "PYTHONUNBUFFERED": "1",
+    }
     cmd = [
         sys.executable,
         "-m",
@@ -81,7 +90,8 @@ async def test_seed_config_serves_tenant_channels_with_recovery(seed_server: Run
     assert [p["data"]["n"] for p in result["publications"]] == [0, 1, 2]  # type: ignore[index]
     await second.close()
 
-    # The seed's allowed origin is enforced; the seed's "redis" engine is reported, not silently ignored.
+    # The seed's allowed origin is enforced; the seed's Redis engine is the one running.
     with pytest.raises(Exception, match="403"):
         await RawClient.connect(seed_server.ws_url, origin="https://elsewhere.example.com")
-    assert "engine 'redis'" in seed_server.log_text()
+    assert f"Redis engine: redis://{HOST}:" in seed_server.log_text()
+    assert "(engine: redis)" in seed_server.log_text()

@@ -1,0 +1,255 @@
+"""Broker on Redis: publications, history streams, join/leave and control messages shared by every node.
+
+* ``publish`` is one Lua script per publication (:data:`~neoevents.engines.redis_scripts.PUBLISH`):
+  idempotency result, epoch creation, offset increment, ``XADD ... MAXLEN``, expiry of stream and meta and
+  the ``PUBLISH`` of the publication with its position, all atomic inside Redis. A publication without
+  history and without idempotency key is a plain ``PUBLISH``.
+* This node receives a channel's events by subscribing to ``<prefix>.client.<channel>`` while it has local
+  subscribers there (:meth:`subscribe` / :meth:`unsubscribe`, batched per event-loop iteration by the
+  shard), and control messages on ``<prefix>.control``.
+* Arriving messages are decoded and positions checked in :mod:`~neoevents.engines.redis_receiver`: a gap,
+  a new epoch or a re-established PUB/SUB connection calls the handler's ``handle_insufficient_state``
+  (the node then unsubscribes the channel's positioned subscribers with 2500, and the SDKs recover).
+* Failures raise :class:`~neoevents.engines.base.EngineError` (code 100) from ``publish``, ``history``,
+  ``remove_history`` and ``subscribe``; ``publish_join``, ``publish_leave`` and ``unsubscribe`` are best
+  effort and never raise, since nobody could act on their failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import Sequence
+from typing import Any, Final, NamedTuple
+
+from neoevents.engines.base import BrokerEventHandler, EngineError, HistoryFilter, PublishOptions, StreamPosition
+from neoevents.engines.memory import new_epoch
+from neoevents.engines.redis_address import RedisAddress, shard_index
+from neoevents.engines.redis_codec import (
+    JOIN_PREFIX,
+    LEAVE_PREFIX,
+    MalformedMessage,
+    decode_publication,
+    encode_info,
+    encode_publication,
+)
+from neoevents.engines.redis_connection import bulk, pack_head
+from neoevents.engines.redis_receiver import NO_POSITION, Receiver
+from neoevents.engines.redis_scripts import HISTORY, PUBLISH
+from neoevents.engines.redis_shard import RedisShard
+from neoevents.protocol.messages import ClientInfo, Publication
+
+log = logging.getLogger("neoevents.redis")
+
+DEFAULT_META_TTL: Final = 30 * 86400
+CACHE_SIZE: Final = 10_000  # channels whose encoded publish command heads are kept
+
+
+def _seconds(value: float) -> int:
+    return max(1, math.ceil(value))
+
+
+class RedisBroker:
+    pipelined = True  # publications issued together share round trips to Redis (see Executor._in_order)
+
+    def __init__(
+        self,
+        addresses: Sequence[RedisAddress],
+        prefix: str = "centrifugo",
+        *,
+        timeout: float = 5.0,
+        start_wait: float = 5.0,
+    ) -> None:
+        if not addresses:
+            raise ValueError("at least one Redis address is needed")
+        self.prefix = prefix
+        self._client_prefix = prefix + ".client."
+        self._control = (prefix + ".control").encode()
+        self._start_wait = start_wait
+        self._receiver = Receiver(self._control)
+        self._epoch = new_epoch()  # offered to the scripts for a stream without one; renewed once taken
+        self._publish_heads: dict[str, bytes] = {}
+        self._plans: dict[tuple[str, int, float, float, bool], _ScriptCall] = {}
+        self.shards = [
+            RedisShard(
+                address,
+                on_message=self._receiver.on_message,
+                on_resubscribed=self._receiver.resubscribed,
+                always_subscribed=(self._control,) if index == 0 else (),
+                timeout=timeout,
+            )
+            for index, address in enumerate(addresses)
+        ]
+
+    def shard(self, channel: str) -> RedisShard:
+        shards = self.shards
+        return shards[0] if len(shards) == 1 else shards[shard_index(channel, len(shards))]
+
+    # ---- life cycle ----------------------------------------------------------------------------
+
+    async def start(self, handler: BrokerEventHandler) -> None:
+        self._receiver.handler = handler
+        ready = await asyncio.gather(*(shard.start(self._start_wait) for shard in self.shards))
+        if not all(ready):
+            log.error("starting without Redis: operations that need it fail with 100 until it is reachable")
+
+    async def close(self) -> None:
+        self._receiver.handler = None
+        await asyncio.gather(*(shard.close() for shard in self.shards))
+
+    # ---- PUB/SUB -------------------------------------------------------------------------------
+
+    async def subscribe(self, channel: str) -> None:
+        key = (self._client_prefix + channel).encode()
+        self._receiver.add(key, channel)
+        waiter = self.shard(channel).subscribe(key)
+        if waiter is not None:
+            await waiter
+
+    async def unsubscribe(self, channel: str) -> None:
+        key = (self._client_prefix + channel).encode()
+        self.shard(channel).unsubscribe(key)
+        self._receiver.remove(key, channel)
+
+    # ---- publishing ----------------------------------------------------------------------------
+
+    def _take_epoch(self, used: str) -> None:
+        if used == self._epoch:
+            self._epoch = new_epoch()
+
+    async def publish(self, channel: str, data: bytes, options: PublishOptions) -> tuple[StreamPosition, bool]:
+        shard = self.shard(channel)
+        payload = encode_publication(data, options.info, options.tags)
+        history = options.history_size > 0 and options.history_ttl > 0
+        key = options.idempotency_key
+        if not history and not key:
+            head = self._publish_heads.get(channel)
+            if head is None:
+                if len(self._publish_heads) >= CACHE_SIZE:
+                    self._publish_heads.clear()
+                head = self._publish_heads[channel] = pack_head(3, ("PUBLISH", self._client_prefix + channel))
+            await shard.call_packed(head + bulk(payload))
+            return NO_POSITION, False
+        plan = self._plan(channel, options, history) if not key else None
+        if plan is None:
+            plan = _ScriptCall.build(self.prefix, channel, options, history)
+        epoch = self._epoch.encode()
+        reply = await shard.script_packed(
+            PUBLISH, plan.head + bulk(epoch) + bulk(payload), plan.keys, (*plan.args, epoch, payload)
+        )
+        offset, used, suppressed = _position_reply(reply)
+        self._take_epoch(used)
+        return (StreamPosition(offset, used) if used else NO_POSITION), bool(suppressed)
+
+    def _plan(self, channel: str, options: PublishOptions, history: bool) -> _ScriptCall:
+        """The publish script call of a channel without its last two arguments (epoch, publication), cached."""
+        cache_key = (channel, options.history_size, options.history_ttl, options.history_meta_ttl, options.skip_history)
+        plan = self._plans.get(cache_key)
+        if plan is None:
+            if len(self._plans) >= CACHE_SIZE:
+                self._plans.clear()
+            plan = self._plans[cache_key] = _ScriptCall.build(self.prefix, channel, options, history)
+        return plan
+
+    async def publish_join(self, channel: str, info: ClientInfo) -> None:
+        await self._best_effort(channel, JOIN_PREFIX + encode_info(info))
+
+    async def publish_leave(self, channel: str, info: ClientInfo) -> None:
+        await self._best_effort(channel, LEAVE_PREFIX + encode_info(info))
+
+    async def _best_effort(self, channel: str, message: bytes) -> None:
+        # Best effort: at most once by design; the connection problem is logged by the shard.
+        with contextlib.suppress(EngineError):
+            await self.shard(channel).call("PUBLISH", self._client_prefix + channel, message)
+
+    async def publish_control(self, data: bytes) -> None:
+        await self.shards[0].call("PUBLISH", self._control, data)
+
+    # ---- history -------------------------------------------------------------------------------
+
+    async def history(
+        self, channel: str, flt: HistoryFilter, history_ttl: float = 0.0, meta_ttl: float = 0.0
+    ) -> tuple[list[Publication], StreamPosition]:
+        include = flt.limit != 0
+        since = flt.since
+        if not flt.reverse:
+            start = str(since.offset + 1) if since is not None else "-"
+        elif since is not None and since.offset > 0:
+            include = include and since.offset > 1
+            start = str(since.offset - 1)
+        else:
+            start = "+"
+        prefix = self.prefix
+        shard = self.shard(channel)
+        reply = await shard.script(
+            HISTORY,
+            (prefix + ".stream." + channel, prefix + ".stream.meta." + channel),
+            (
+                "1" if include else "0",
+                start,
+                flt.limit if flt.limit > 0 else 0,
+                "1" if flt.reverse else "0",
+                _seconds(meta_ttl) if meta_ttl else DEFAULT_META_TTL,
+                self._epoch,
+            ),
+        )
+        offset, epoch, _ = _position_reply(reply)
+        self._take_epoch(epoch)
+        if (self._client_prefix + channel).encode() in self._receiver.names:
+            # Publications up to this position may still be on their way over PUB/SUB: let them arrive
+            # first, so that what comes afterwards is newer than the position returned.
+            await shard.pubsub_barrier()
+            self._receiver.seen(channel, epoch)
+        pubs = _publications(reply[2]) if include and len(reply) > 2 and reply[2] else []
+        return pubs, StreamPosition(offset, epoch)
+
+    async def remove_history(self, channel: str) -> None:
+        await self.shard(channel).call("DEL", self.prefix + ".stream." + channel)
+
+
+class _ScriptCall(NamedTuple):
+    head: bytes  # EVALSHA, keys and every argument but the epoch and the publication, encoded
+    keys: tuple[str, ...]
+    args: tuple[bytes | str | int, ...]
+
+    @classmethod
+    def build(cls, prefix: str, channel: str, options: PublishOptions, history: bool) -> _ScriptCall:
+        key = options.idempotency_key
+        keys = (prefix + ".stream." + channel, prefix + ".stream.meta." + channel, f"{prefix}.result.{channel}.{key}")
+        args: tuple[bytes | str | int, ...] = (
+            ("0" if options.skip_history else "1") if history else "-",
+            options.history_size,
+            _seconds(options.history_ttl),
+            _seconds(options.history_meta_ttl) if options.history_meta_ttl else DEFAULT_META_TTL,
+            prefix + ".client." + channel,
+            _seconds(options.idempotent_result_ttl) if key else "",
+        )
+        head = pack_head(3 + len(keys) + len(args) + 2, ("EVALSHA", PUBLISH.sha, len(keys), *keys, *args))
+        return cls(head, keys, args)
+
+
+def _position_reply(reply: Any) -> tuple[int, str, int]:
+    try:
+        offset, epoch = int(reply[0]), reply[1].decode()
+        return offset, epoch, int(reply[2]) if len(reply) > 2 and isinstance(reply[2], int) else 0
+    except (TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise EngineError(f"unexpected reply from Redis: {reply!r:.200}") from exc
+
+
+def _publications(entries: list[Any]) -> list[Publication]:
+    pubs = []
+    for entry_id, fields in entries:
+        body = b""
+        for i in range(0, len(fields) - 1, 2):
+            if fields[i] == b"d":
+                body = fields[i + 1]
+                break
+        try:
+            pub = decode_publication(body)
+            pub.offset = int(entry_id.partition(b"-")[0])
+        except (MalformedMessage, UnicodeDecodeError, ValueError) as exc:
+            raise EngineError(f"malformed history entry {entry_id!r}: {exc}") from exc
+        pubs.append(pub)
+    return pubs

@@ -1,0 +1,157 @@
+"""Nodes on the Redis engine, in process, with in-memory client transports: what the node does while the
+engine answers asynchronously (subscriptions in progress, failures, lost publications)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import jwt
+import msgspec
+import pytest
+
+from neoevents.client import Client
+from neoevents.config import Config, NamespaceOptions
+from neoevents.engines.redis_engine import create_redis_engine
+from neoevents.node import Node
+from neoevents.protocol import codes
+from tests.support.memory import MemoryTransport
+from tests.support.redisserver import RedisServer
+
+SECRET = "redis-node-test-secret-0123456789abcdef"
+CHAT = NamespaceOptions(
+    name="chat",
+    presence=True,
+    history_size=1000,
+    history_ttl=300,
+    force_recovery=True,
+    allow_subscribe_for_client=True,
+)
+PLAIN = NamespaceOptions(name="plain", allow_subscribe_for_client=True)
+
+
+def token(user: str, **claims: object) -> str:
+    return jwt.encode({"sub": user, **claims}, SECRET)
+
+
+@pytest.fixture
+async def nodes(redis_server: RedisServer) -> AsyncIterator[tuple[Node, Node]]:
+    config = Config(
+        token_hmac_secret_key=SECRET,
+        namespaces=(CHAT, PLAIN),
+        engine="redis",
+        redis_address=(redis_server.address,),
+        redis_prefix=f"n{uuid.uuid4().hex[:8]}",
+    )
+    started = []
+    for _ in range(2):
+        broker, presence = create_redis_engine(config)
+        node = Node(config, broker, presence)
+        await node.start()
+        started.append(node)
+    yield started[0], started[1]
+    for node in started:
+        await node.shutdown()
+
+
+async def connect(node: Node, user: str = "u", **claims: object) -> tuple[Client, MemoryTransport]:
+    transport = MemoryTransport()
+    client = Client(node, transport)
+    client.on_message(b'{"id":1,"connect":{"token":"%s"}}' % token(user, **claims).encode())
+    await wait_for(lambda: any(r.get("id") == 1 for r in peek(transport)))
+    return client, transport
+
+
+def peek(transport: MemoryTransport) -> list[dict[str, Any]]:
+    return [msgspec.json.decode(s) for s in transport.sent]
+
+
+async def wait_for(condition: Any, timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+def publications(replies: list[dict[str, Any]], channel: str) -> list[int]:
+    """Offsets of the publications pushed in ``channel`` (0 for those without one)."""
+    pushes = [r["push"] for r in replies if "push" in r]
+    return [p["pub"].get("offset", 0) for p in pushes if p.get("channel") == channel and "pub" in p]
+
+
+async def test_publications_during_a_subscribe_come_after_its_reply_once_and_in_order(nodes: tuple[Node, Node]) -> None:
+    """Node B publishes one publication after another while a client subscribes on node A: whatever arrives
+    before the subscribe reply is held and sent after it, without what the reply's position already covers."""
+    a, b = nodes
+    for attempt in range(8):
+        channel = f"chat:race-{attempt}"
+        await b.publish(channel, b'{"n":0}')
+        client, transport = await connect(a, f"user{attempt}")
+
+        async def publish_some(ch: str = channel) -> None:
+            for i in range(1, 31):
+                await b.publish(ch, b'{"n":%d}' % i)
+
+        publisher = asyncio.get_running_loop().create_task(publish_some())
+        for _ in range(attempt):
+            await asyncio.sleep(0)  # start the subscribe at a different moment each time
+        client.on_message(b'{"id":2,"subscribe":{"channel":"%s"}}' % channel.encode())
+        await publisher
+
+        def complete(t: MemoryTransport = transport, ch: str = channel) -> bool:
+            replies = peek(t)
+            subscribed = [r for r in replies if r.get("id") == 2]
+            return bool(subscribed) and (subscribed[0]["subscribe"]["offset"] == 31 or 31 in publications(replies, ch))
+
+        await wait_for(complete)
+        await asyncio.sleep(0.05)  # nothing more may come
+        replies = peek(transport)
+        index = next(i for i, r in enumerate(replies) if r.get("id") == 2)
+        assert not publications(replies[:index], channel), "a publication came before the subscribe reply"
+        start = replies[index]["subscribe"]["offset"]
+        assert publications(replies[index:], channel) == list(range(start + 1, 32))
+        client.disconnect(codes.DISCONNECT_CONNECTION_CLOSED)
+
+
+async def test_a_subscribe_that_fails_is_undone(nodes: tuple[Node, Node], redis_server: RedisServer) -> None:
+    a, _ = nodes
+    client, transport = await connect(a)
+    redis_server.kill()
+    client.on_message(b'{"id":2,"subscribe":{"channel":"chat:down"}}')
+    await wait_for(lambda: any(r.get("id") == 2 for r in peek(transport)))
+    [reply] = [r for r in peek(transport) if r.get("id") == 2]
+    assert reply["error"]["code"] == 100
+    assert client.subs == {} and a.hub.num_subscribers("chat:down") == 0 and not a._joining
+    redis_server.start()
+    shards = a.broker.shards  # type: ignore[attr-defined]
+    await wait_for(lambda: all(s.commands is not None and s.pubsub is not None for s in shards))
+    client.on_message(b'{"id":3,"subscribe":{"channel":"chat:down"}}')
+    await wait_for(lambda: any(r.get("id") == 3 for r in peek(transport)))
+    [again] = [r for r in peek(transport) if r.get("id") == 3]
+    assert "subscribe" in again and a.hub.num_subscribers("chat:down") == 1
+
+
+async def test_lost_publications_resubscribe_positioned_subscribers_only(
+    nodes: tuple[Node, Node], redis_server: RedisServer
+) -> None:
+    """A new epoch (FLUSHALL) seen on PUB/SUB: the positioned subscription is told 2500, the one without
+    history keeps going, and a server-side positioned subscription is disconnected with 3010."""
+    a, b = nodes
+    client, transport = await connect(a, "v")
+    client.on_message(b'{"id":2,"subscribe":{"channel":"chat:e"}}')
+    client.on_message(b'{"id":3,"subscribe":{"channel":"plain:e"}}')
+    _, server_transport = await connect(a, "w", channels=["chat:e"])
+    await wait_for(lambda: a.hub.num_subscribers("chat:e") == 2 and a.hub.num_subscribers("plain:e") == 1)
+    await b.publish("chat:e", b"{}")
+    await wait_for(lambda: publications(peek(transport), "chat:e") == [1])
+    redis_server.command("FLUSHALL")
+    await b.publish("chat:e", b"{}")  # offset 1 of a new epoch
+    await b.publish("plain:e", b"{}")
+    await wait_for(lambda: server_transport.closed is not None)
+    assert server_transport.closed is not None and server_transport.closed.code == 3010
+    await wait_for(lambda: any("unsubscribe" in r.get("push", {}) for r in peek(transport)))
+    [unsubscribe] = [r["push"] for r in peek(transport) if "unsubscribe" in r.get("push", {})]
+    assert unsubscribe == {"channel": "chat:e", "unsubscribe": {"code": 2500, "reason": "insufficient state"}}
+    assert list(client.subs) == ["plain:e"]
+    await wait_for(lambda: publications(peek(transport), "plain:e") == [0])
