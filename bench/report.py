@@ -521,7 +521,110 @@ def _goals_table(rows: list[Row], result: dict[str, Any]) -> str:
              "delivery at max rate", f"≥ {SOCKETIO_FACTOR:g}x", achieved,
              _met(None if cpu is None else cpu >= SOCKETIO_FACTOR)]
         )  # fmt: skip
+    lines += _issue_goals(rows, result)
     return _table(["target", "goal", "achieved (neoevents)", ""], lines)
+
+
+REDIS_CPU_FACTOR = 1.3  # Redis engine CPU per delivery at most this many times the memory engine's
+REDIS_P99_FACTOR = 2.0  # cross-node p99 at most this many times single-node
+
+
+def _max_rate(rows: list[Row], scenario: str, target: str, **params: Any) -> Row | None:
+    return _first(_ok(rows, scenario, "max-rate", **params), target)
+
+
+def _issue_goals(rows: list[Row], result: dict[str, Any]) -> list[list[str]]:
+    """The issue's other targets: fan-out cost against Centrifugo and nats-server, the picows floor, idle
+    memory, connect rate, the HTTP API, and the Redis engine against the memory engine."""
+    lines: list[list[str]] = []
+    for n in result["sizes"]["fanout_subscribers"]:
+        neo = _m(_max_rate(rows, "fanout", "neoevents", subscribers=n), "cpu_us_per_delivery")
+        peers = {
+            t: _m(_max_rate(rows, "fanout", t, subscribers=n), "cpu_us_per_delivery") for t in ("centrifugo", "nats")
+        }
+        if n >= 2000:
+            for t, v in peers.items():
+                ok = None if neo is None or v is None else neo <= v
+                lines.append(
+                    [f"fan-out to {n:,}: server CPU per delivery at most `{t}`'s (max rate)", f"≤ {_fmt(v, 2)} µs",
+                     f"{_fmt(neo, 2)} µs", _met(ok)]
+                )  # fmt: skip
+    if 1000 in result["sizes"]["fanout_subscribers"]:
+        neo = _m(_max_rate(rows, "fanout", "neoevents", subscribers=1000), "deliveries_per_s")
+        floor = _m(_max_rate(rows, "fanout", "floor-picows", subscribers=1000), "deliveries_per_s")
+        ok = None if neo is None or floor is None else neo >= floor
+        lines.append(["fan-out to 1,000: deliveries/s at least the picows floor's", f"≥ {_fmt(floor)}/s",
+                      f"{_fmt(neo)}/s", _met(ok)])  # fmt: skip
+    idle = _first(_ok(rows, "idle"), "neoevents")
+    kb = _m(idle, "rss_kb_per_conn")
+    lines.append(["memory per idle, authenticated, subscribed connection", "≤ 10 KB", f"{_fmt(kb)} KB",
+                  _met(None if kb is None else kb <= 10)])  # fmt: skip
+    storm = _first(_ok(rows, "storm"), "neoevents")
+    rate = _m(storm, "connects_per_s")
+    lines.append(["connect + JWT (HS256) + subscribe per second, one process", "≥ 5,000/s", f"{_fmt(rate)}/s",
+                  _met(None if rate is None else rate >= 5000)])  # fmt: skip
+    for phase, goal in (("single", 20_000), ("batch", 200_000)):
+        api = _first(_ok(rows, "api", phase), "neoevents")
+        rate = _m(api, "publishes_per_s")
+        lines.append([f"HTTP API publications per second ({phase})", f"≥ {goal:,}/s", f"{_fmt(rate)}/s",
+                      _met(None if rate is None else rate >= goal)])  # fmt: skip
+    for label, scenario, params in _redis_points(result):
+        mem = _m(_max_rate(rows, scenario, "neoevents", **params), "cpu_us_per_delivery")
+        red = _m(_max_rate(rows, scenario, "neoevents-redis", **params), "cpu_us_per_delivery")
+        factor = None if not mem or red is None else red / mem
+        lines.append(
+            [f"Redis engine, {label}: CPU per delivery against the memory engine (max rate)",
+             f"≤ {REDIS_CPU_FACTOR:g}x", "—" if factor is None else f"{factor:.2f}x ({_fmt(red, 2)} µs)",
+             _met(None if factor is None else factor <= REDIS_CPU_FACTOR)]
+        )  # fmt: skip
+    fixed = _fixed_rates(result["sizes"])
+    for n in result["sizes"]["fanout_subscribers"]:
+        single = _fixed_row(rows, "neoevents", n, fixed[n])
+        cross = _fixed_row(rows, "neoevents-redis", n, fixed[n])
+        a, b = (_lat(single, "p99") if single else None), (_lat(cross, "p99") if cross else None)
+        factor = None if not a or b is None else b / a
+        lines.append(
+            [f"Redis engine, fan-out to {n:,} x {fixed[n]:g}/s: cross-node p99 against single-node",
+             f"≤ {REDIS_P99_FACTOR:g}x", "—" if factor is None else f"{factor:.2f}x ({_fmt(b, 2)} ms)",
+             _met(None if factor is None else factor <= REDIS_P99_FACTOR)]
+        )  # fmt: skip
+    return lines
+
+
+def _redis_points(result: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    points = [(f"fan-out to {n:,}", "fanout", {"subscribers": n}) for n in result["sizes"]["fanout_subscribers"]]
+    points.append((f"many channels ({result['sizes']['channels']:,})", "channels", {}))
+    return points
+
+
+def _redis_table(rows: list[Row], result: dict[str, Any]) -> str:
+    lines = []
+    fixed = _fixed_rates(result["sizes"])
+    for label, scenario, params in _redis_points(result):
+        mr = {t: _max_rate(rows, scenario, t, **params) for t in ("neoevents", "neoevents-redis", "centrifugo-redis")}
+        fx: dict[str, Row | None] = {}
+        for t in mr:
+            if scenario == "fanout":
+                fx[t] = _fixed_row(rows, t, params["subscribers"], fixed[params["subscribers"]])
+            else:
+                fx[t] = _first(_ok(rows, scenario, "fixed-rate", **params), t)
+        if not any(mr.values()):
+            continue
+        mem, red = _m(mr["neoevents"], "cpu_us_per_delivery"), _m(mr["neoevents-redis"], "cpu_us_per_delivery")
+        lines.append(
+            [label, _fmt(mem, 2), _fmt(red, 2), "—" if not mem or red is None else f"{red / mem:.2f}x",
+             _fmt(_m(mr["centrifugo-redis"], "cpu_us_per_delivery"), 2),
+             _fmt(_m(mr["neoevents-redis"], "deliveries_per_s")), _fmt(_m(mr["centrifugo-redis"], "deliveries_per_s")),
+             _fmt(_lat(fx["neoevents"], "p99"), 2) if fx["neoevents"] else "—",
+             _fmt(_lat(fx["neoevents-redis"], "p99"), 2) if fx["neoevents-redis"] else "—",
+             _fmt(_lat(fx["centrifugo-redis"], "p99"), 2) if fx["centrifugo-redis"] else "—"]
+        )  # fmt: skip
+    return _table(
+        ["scenario", "memory µs/delivery", "Redis µs/delivery", "Redis / memory", "Centrifugo Redis µs/delivery",
+         "Redis deliveries/s", "Centrifugo Redis deliveries/s", "single-node p99 ms", "cross-node p99 ms",
+         "Centrifugo cross-node p99 ms"],
+        lines,
+    )  # fmt: skip
 
 
 def _latency_table(rows: list[Row], result: dict[str, Any]) -> str:
@@ -669,6 +772,15 @@ def render(result: dict[str, Any], source: Path, charts: dict[str, str]) -> str:
             "the publish path is part of the cost. ‡ = could not keep up with the fixed rate.\n\n"
             + _publish_table(found)
             + "\n"
+        )
+    if any(r["target"].endswith("-redis") and r["target"] != "python-socketio-redis" for r in _ok(rows, "fanout")):
+        parts.append(
+            "## Redis engine: two nodes, cross-node delivery\n\nTwo neoevents nodes (and, for reference, two "
+            "Centrifugo nodes) share one private `redis-server`; subscribers connect to one node and every "
+            "publication goes through the other node's HTTP API, so each delivery crosses Redis PUB/SUB. Both "
+            "nodes and the Redis are pinned to the server core and their CPU time is added up; the memory-engine "
+            "column is the single-node `neoevents` row of the same scenario. Max-rate rows for CPU, fixed-rate "
+            "rows for p99.\n\n" + _redis_table(rows, result) + "\n"
         )
     found = _ok(rows, "idle")
     if found:

@@ -642,6 +642,8 @@ def applicable(name: str, target: Target) -> str | None:
         return "no Centrifugo-compatible HTTP publish API"
     if name == "recovery" and not target.has_recovery:
         return "no history and recovery on reconnect"
+    if target.two_nodes and name not in ("fanout", "channels"):
+        return "Redis engine: fan-out and many channels only (the other scenarios measure a single node)"
     return None
 
 

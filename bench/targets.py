@@ -14,6 +14,7 @@ server's (:attr:`RunningTarget.pids`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -114,6 +115,7 @@ class Target:
     has_auth = False  # connections carry a JWT and subscribe with a protocol command
     has_recovery = False  # history with recovery on reconnect (the recovery scenario)
     slow = False  # tens of µs per delivery or more: longer time budgets (connecting, draining backlogs)
+    two_nodes = False  # a cluster of two nodes sharing an engine (fan-out and many channels only)
 
     def unavailable(self) -> str | None:
         """None when the target can run here, otherwise why not."""
@@ -133,9 +135,10 @@ class _CentrifugoProtocolRunning(RunningTarget):
     def __init__(self, name: str, pid: int, endpoint: Endpoint, stop: contextlib.ExitStack, api_key: str) -> None:
         super().__init__(name, pid, endpoint, stop)
         self.api_key = api_key
+        self.api_port = endpoint.port  # another node's port when publications must cross nodes
 
     async def publisher(self, connections: int = 4) -> Publisher:
-        return await HttpApiPublisher(self.endpoint.host, self.endpoint.port, self.api_key, connections).start()
+        return await HttpApiPublisher(self.endpoint.host, self.api_port, self.api_key, connections).start()
 
 
 class CentrifugoProtocolTarget(Target):
@@ -203,6 +206,56 @@ class CentrifugoProtocolTarget(Target):
         stop.callback(server.stop)
         endpoint = Endpoint("centrifugo", HOST, server.port, "/connection/websocket", BENCH_OPTIONS.secret)
         return _CentrifugoProtocolRunning(self.name, server.process.pid, endpoint, stop, BENCH_OPTIONS.api_key)
+
+
+class RedisClusterTarget(CentrifugoProtocolTarget):
+    """Two nodes of neoevents (or Centrifugo) sharing a private Redis: subscribers connect to node B and
+    publications go through node A's HTTP API, so every delivery crosses Redis PUB/SUB. Both nodes and the
+    Redis run on the server CPUs; the CPU time and memory of all three are counted."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.name = f"{kind}-redis"
+        self.description = {
+            "neoevents": "neoevents, Redis engine: two nodes sharing one Redis (cross-node delivery)",
+            "centrifugo": "Centrifugo OSS, Redis engine: two nodes sharing one Redis (cross-node delivery)",
+        }[kind]
+        self.has_recovery = False  # the recovery storm runs on the memory engine
+        self.two_nodes = True
+
+    def unavailable(self) -> str | None:
+        if shutil.which("redis-server") is None:
+            return "no redis-server (make deps-system)"
+        return super().unavailable()
+
+    def start(self, workdir: Path, cpus: list[int] | None) -> RunningTarget:
+        stop = contextlib.ExitStack()
+        try:
+            redis_port, redis_pid, redis_stop = _start_redis(workdir, cpus)
+            stop.enter_context(redis_stop)
+            address = f"{HOST}:{redis_port}"
+            options = dataclasses.replace(
+                BENCH_OPTIONS,
+                extra={**BENCH_OPTIONS.extra, "engine": "redis", "redis_address": [address]},
+                centrifugo_extra={"engine": {"type": "redis", "redis": {"address": [f"redis://{address}"]}}},
+            )
+            nodes = []
+            for name in ("a", "b"):
+                node_dir = workdir / f"{self.name}-{name}"
+                node_dir.mkdir(parents=True, exist_ok=True)
+                with pinned(cpus):
+                    server = start_server(self.kind, options, node_dir)
+                stop.callback(server.stop)
+                nodes.append(server)
+        except BaseException:
+            stop.close()
+            raise
+        publisher, subscribers = nodes
+        endpoint = Endpoint("centrifugo", HOST, subscribers.port, "/connection/websocket", BENCH_OPTIONS.secret)
+        running = _CentrifugoProtocolRunning(self.name, subscribers.process.pid, endpoint, stop, BENCH_OPTIONS.api_key)
+        running.api_port = publisher.port
+        running.extra_pids += [publisher.process.pid, redis_pid]
+        return running
 
 
 # ---- generic processes -----------------------------------------------------------------------------
@@ -463,6 +516,8 @@ def all_targets() -> dict[str, Target]:
     targets: list[Target] = [
         CentrifugoProtocolTarget("neoevents"),
         CentrifugoProtocolTarget("centrifugo"),
+        RedisClusterTarget("neoevents"),
+        RedisClusterTarget("centrifugo"),
         NatsTarget(),
         FloorTarget(
             "floor-picows",
@@ -522,9 +577,11 @@ def all_targets() -> dict[str, Target]:
 
 
 PEER_TARGETS = ("socketio-node", "python-socketio", "python-socketio-redis", "django-channels")
+REDIS_TARGETS = ("neoevents-redis", "centrifugo-redis")
 DEFAULT_TARGETS = (
     "neoevents",
     "centrifugo",
+    *REDIS_TARGETS,
     "nats",
     "floor-picows",
     "floor-websockets",
