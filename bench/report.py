@@ -437,6 +437,12 @@ def _summary(rows: list[Row], result: dict[str, Any]) -> str:
     return _table(["metric", "neoevents", "Centrifugo", "neoevents / Centrifugo", ""], lines)
 
 
+def _size(row: Row) -> str:
+    p = row["params"]
+    n = p.get("subscribers") or p.get("connections") or p.get("size")
+    return _fmt(n) if n else ""
+
+
 def _problem(row: Row) -> str:
     if row["status"] != "ok":
         return str(row["status"])
@@ -861,12 +867,13 @@ def render(result: dict[str, Any], source: Path, charts: dict[str, str]) -> str:
     problems = [r for r in rows if r["status"] != "ok" or r["note"]]
     if problems:
         lines = [
-            [f"`{r['target']}`", r["scenario"], r["phase"], _problem(r),
-             r["note"][:200]]
+            [f"`{r['target']}`", r["scenario"], _size(r), r["phase"], _problem(r), r["note"][:200]]
             for r in problems
         ]  # fmt: skip
         parts.append(
-            "## Skipped, failed, behind\n\n" + _table(["target", "scenario", "phase", "status", "why"], lines) + "\n"
+            "## Skipped, failed, behind\n\n"
+            + _table(["target", "scenario", "size", "phase", "status", "why"], lines)
+            + "\n"
         )
     parts.append(READING)
     parts.append(PUBLISHED)

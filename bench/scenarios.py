@@ -7,7 +7,7 @@ costs are differences over the window. Latency samples (publish → receive, fro
 each payload) are only recorded inside the window.
 
 *Fixed-rate* phases publish on a timer. While more deliveries are outstanding than the target delivered in
-the last ``fixed_backlog_s`` seconds (and more than two publications' worth), due publications are skipped,
+the last ``fixed_backlog_s`` seconds (and more than one publication's worth), due publications are skipped,
 so a target that cannot keep up has a queue of about that many seconds, and the row is marked as not keeping
 up. *Max-rate* phases are a closed loop: the publisher keeps at most ``inflight_deliveries`` deliveries
 outstanding (published x subscribers - delivered), so the measured rate is the highest the server sustains
@@ -242,7 +242,7 @@ class _Phase:
         """
         self.rate = rate
         backlog_s = self.ctx.sizes.fixed_backlog_s
-        floor = 2 * self.fan * batch
+        floor = self.fan * batch
         recent: deque[tuple[float, int]] = deque()  # (time, delivered) over the last backlog_s seconds
         start = time.monotonic()
         while (now := time.monotonic()) < until:

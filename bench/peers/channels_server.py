@@ -7,7 +7,8 @@ payload}``, which every member's consumer writes out as a text frame unchanged.
 
 The layer's ``capacity`` is raised from 100 to 100,000 messages: the benchmark bounds the backlog itself, and
 with the default a channel (or this process's shared receive key) that falls behind drops messages. Its Redis
-connection pool may hold 2,000 connections instead of redis-py's 100, which connect bursts exceed.
+connection pool may hold 2,000 connections instead of redis-py's 100, which connect bursts exceed, and reads
+have no timeout (redis-py 8's default of 5 s breaks channels_redis's 5 s blocking pops).
 
 Usage: ``python -m bench.peers.channels_server --port PORT --redis redis://127.0.0.1:PORT/0``
 """
@@ -33,9 +34,12 @@ def configure(redis_url: str) -> None:
             "default": {
                 "BACKEND": "channels_redis.core.RedisChannelLayer",
                 # redis-py's pool refuses more than 100 connections in use by default (MaxConnectionsError),
-                # which a burst of connects (one group_add each) exceeds.
+                # which a burst of connects (one group_add each) exceeds. redis-py 8 also reads with a 5 s
+                # socket timeout by default, the time channels_redis's BZPOPMIN waits: an empty pop then
+                # raises TimeoutError in the consumer and its connection is dropped. No read timeout, as
+                # before redis-py 8.
                 "CONFIG": {
-                    "hosts": [{"address": redis_url, "max_connections": 2000}],
+                    "hosts": [{"address": redis_url, "max_connections": 2000, "socket_timeout": None}],
                     "capacity": 100_000,
                     "expiry": 60,
                 },
