@@ -21,6 +21,23 @@ BEHIND_NOTES: dict[str, str] = {}
 
 Row = dict[str, Any]
 
+# The run before the hot-path changes listed in BEFORE_CHANGES, for the before/after table (its neoevents rows).
+BEFORE_RUN = REPO / "bench" / "results" / "run-20261129T091822.json"
+BEFORE_CHANGES = """\
+- **WebSocket fast path**: complete, final, masked data frames are unmasked (the `websockets` C helper) and
+  delivered directly; the library's state machine is built only for a connection that sends anything else
+  (control frames, fragments, split or invalid frames). Saves its construction (~15 µs) per connection and
+  its memory, and its generator-based parser per client message.
+- **Metrics as plain counters** exported by a collector at scrape time, instead of a locked `prometheus_client`
+  child (and a histogram observation) per publication and API command: about a quarter of a batch
+  publication's cost.
+- **Batches decoded in one typed pass** by msgspec (command by command only when something is malformed) and
+  publications on the memory engine made through plain calls, without a coroutine per command; the
+  namespace's publish options built once.
+- **Connection set-up**: client IDs formatted from batched OS randomness, the start-up objects frozen out of the
+  garbage collector and a higher young-generation threshold, the peer address looked up only when needed.
+"""
+
 
 def _fmt(value: Any, digits: int = 1) -> str:
     if value is None:
@@ -462,6 +479,46 @@ def _behind_notes() -> str:
     return "\n### Where neoevents is behind\n\n" + body + "\n"
 
 
+def _before_after(result: dict[str, Any]) -> str:
+    """neoevents in the run before the hot-path changes against this run, scenario by scenario."""
+    if not BEFORE_RUN.exists():
+        return ""
+    before_result = json.loads(BEFORE_RUN.read_text())
+    before, after = best_rows(before_result["rows"]), best_rows(result["rows"])
+    version = before_result["targets"].get("neoevents", {}).get("version", "?")
+
+    def pick(rows: list[Row], scenario: str, phase: str, key: str, **params: Any) -> Any:
+        return _m(_first(_ok(rows, scenario, phase, **params), "neoevents"), key)
+
+    points: list[tuple[str, str, str, str, dict[str, Any]]] = []
+    for n in sorted(set(before_result["sizes"]["fanout_subscribers"]) & set(result["sizes"]["fanout_subscribers"])):
+        points.append((f"fan-out {n:,}: CPU µs per delivery (max rate)", "fanout", "max-rate", "cpu_us_per_delivery",
+                       {"subscribers": n}))  # fmt: skip
+    points += [
+        ("many channels: CPU µs per delivery (max rate)", "channels", "max-rate", "cpu_us_per_delivery", {}),
+        ("idle: KB per connection", "idle", "idle", "rss_kb_per_conn", {}),
+        ("connect storm: CPU µs per connect+subscribe", "storm", "connect+subscribe", "cpu_us_per_connect", {}),
+        ("HTTP API single: CPU µs per publication", "api", "single", "cpu_us_per_publish", {}),
+        ("HTTP API batch: CPU µs per publication", "api", "batch", "cpu_us_per_publish", {}),
+    ]
+    lines = []
+    for label, scenario, phase, key, params in points:
+        a, b = pick(before, scenario, phase, key, **params), pick(after, scenario, phase, key, **params)
+        if a is None and b is None:
+            continue
+        lines.append([label, _fmt(a, 2), _fmt(b, 2), "—" if not a or b is None else f"{b / a:.2f}x"])
+    return (
+        f"## Before and after the hot-path changes\n\nneoevents in `{os.path.relpath(BEFORE_RUN, REPO)}` "
+        f"({version}) against this run. Costs are server CPU (robust to other load on the machine); the "
+        "many-channels size differs between the runs (5,000 then), so that row compares the cost per delivery "
+        "only. What changed:\n\n"
+        + BEFORE_CHANGES
+        + "\n"
+        + _table(["measure", "before", "after", "after / before"], lines)
+        + "\n"
+    )
+
+
 # ---- performance targets ---------------------------------------------------------------------------
 
 # p99 fan-out latency targets (ms) at (subscribers, publications/s) of the fixed-rate phase.
@@ -734,6 +791,7 @@ def render(result: dict[str, Any], source: Path, charts: dict[str, str]) -> str:
         "† = load generator at ≥ 90% of its core in that row; ‡ = a target could not keep up with the fixed "
         "rate.\n\n" + _summary(rows, result) + "\n" + _behind_notes()
     )
+    parts.append(_before_after(result))
     parts.append(
         "## neoevents compared with the peers\n\nThe frameworks applications use directly, each with its own "
         "broadcast (see Method). Against python-socketio (in-memory manager), at the fan-out sizes:\n\n"
