@@ -203,7 +203,7 @@ class WsPublisher:
     async def send(self, items: list[tuple[str, bytes]]) -> None:
         conn = self._conn
         assert conn is not None and conn.transport is not None
-        if conn.closed.done():
+        if conn.closed.done() or conn.transport.is_closing():
             self.errors += 1
             self.first_error = self.first_error or "publish connection closed"
             raise ConnectionError("publish connection closed")
@@ -257,6 +257,10 @@ class NatsPublisher:
         if conn.err:
             self.errors += 1
             self.first_error = self.first_error or conn.err.decode(errors="replace")
+        if conn.closed.done() or conn.transport.is_closing():
+            self.errors += 1
+            self.first_error = self.first_error or "NATS connection closed"
+            raise ConnectionError("NATS connection closed")
         await conn.drain()
         conn.transport.write(b"".join(b"PUB %s %d\r\n%s\r\n" % (ch.encode(), len(d), d) for ch, d in items))
 

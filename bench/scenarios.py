@@ -219,7 +219,7 @@ class _Phase:
         try:
             await self.pub.send(items)
             self.acked += len(items)
-        except (ConnectionError, OSError):
+        except (ConnectionError, OSError, RuntimeError):  # RuntimeError: uvloop, write to a closed transport
             self.failed += len(items)
 
     def _fire(self, items: list[tuple[str, bytes]]) -> None:
