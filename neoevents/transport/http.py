@@ -24,6 +24,7 @@ log = logging.getLogger("neoevents.http")
 
 MAX_HEAD = 65536
 MAX_BODY = 16 * 1024 * 1024
+LINGER = 2.0  # seconds a refused connection may keep sending (discarded) before it is dropped
 
 
 @dataclass(slots=True)
@@ -119,6 +120,8 @@ class HttpProtocol(asyncio.Protocol):
         self._connections.discard(self)
 
     def data_received(self, data: bytes) -> None:
+        if self._closed:
+            return  # refused: what still arrives is discarded
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -225,8 +228,17 @@ class HttpProtocol(asyncio.Protocol):
             self._closed = True
             body = HTTPStatus(status).phrase.encode() + b"\n"
             response = HttpResponse(status, body, "text/plain", headers or {})
-            self.transport.write(render_response(response, keep_alive=False))
-            self.transport.close()
+            transport = self.transport
+            transport.write(render_response(response, keep_alive=False))
+            if transport.can_write_eof():
+                # The client may still be sending (an oversized head, a body): closing now with unread data
+                # would reset the connection and could destroy the response before the client reads it.
+                # Half-close, discard what still arrives, and drop the connection when the client closes
+                # or after a grace period.
+                transport.write_eof()
+                asyncio.get_running_loop().call_later(LINGER, transport.abort)
+            else:
+                transport.close()
 
     def shutdown(self) -> None:
         """Close an idle keep-alive connection; one serving a request closes when it is answered."""
