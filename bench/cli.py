@@ -180,7 +180,10 @@ async def run_suite(args: argparse.Namespace, log: Any = print) -> dict[str, Any
                             row.params["repeat"] = repeat
                             result["rows"].append(row.as_dict())
     finally:
-        await pool.shutdown()
+        try:
+            await pool.shutdown()
+        finally:
+            pool.kill()  # when interrupted (cancelled) before the workers were asked to exit
     result["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     result["machine"]["loadavg_after"] = _loadavg()
     return result
@@ -201,9 +204,11 @@ async def _run_one(
         ctx.log(f"  failed: {exc!r}")
         return [sc.Row(target.name, scenario, "-", {"size": size}, status="failed", note=repr(exc)[:500])]
     finally:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(ctx.pool.close_connections(), 30)
-        running.stop()
+        try:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ctx.pool.close_connections(), 30)
+        finally:
+            running.stop()  # also when the run is interrupted (cancelled) here
         time.sleep(0.5)
 
 

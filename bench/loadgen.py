@@ -552,3 +552,10 @@ class WorkerPool:
                 proc.join(3)
         for conn in self.conns:
             conn.close()
+
+    def kill(self) -> None:
+        """Kill the workers still alive (an interrupted run); no-op after :meth:`shutdown`."""
+        for proc in self.procs:
+            if proc.is_alive():
+                proc.kill()
+                proc.join(3)
