@@ -262,7 +262,7 @@ around the tables lives in `bench/report.py`.
 ## How to run
 
 ```bash
-make bench                                    # every scenario and target at the sizes below (~30 min)
+make bench                                    # every scenario and target at the sizes below (~35 min)
 .venv/bin/python -m bench run --quick         # tiny sizes, a few seconds per target
 .venv/bin/python -m bench run --scenarios fanout,idle --targets neoevents,centrifugo --fanout 1000,10000
 .venv/bin/python -m bench run --scenarios fanout --targets neoevents,python-socketio --fanout 1000:100,500:20
