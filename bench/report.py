@@ -311,7 +311,9 @@ skipped.
   delivered in the last second, due publications are skipped. Such rows are marked **‡** (could not keep up;
   achieved vs asked rate in "Skipped, failed, behind"). **Max-rate phases** are a closed loop that keeps at
   most 40,000 deliveries (or two publications, if larger) outstanding, so the rate is the one the server
-  sustains with bounded queues; their latency includes that queueing. After each phase the queued deliveries
+  sustains with bounded queues; their latency includes that queueing. That bound is the only one: the HTTP
+  publisher keeps up to 64 requests in flight (more than the bound allows at these sizes), like the NATS
+  and WebSocket publishers, which do not wait for acknowledgements at all. After each phase the queued deliveries
   are waited for (until none is outstanding, none arrived for 3 s, or 10 s passed).
 - **CPU** is the server process's utime+stime from `/proc/<pid>/stat` across the measured window divided by
   what was delivered in it, so it includes receiving the publications. This kernel accounts CPU time by

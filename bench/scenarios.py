@@ -416,7 +416,7 @@ async def fanout(ctx: Context, target: RunningTarget, subscribers: int) -> list[
         rows.append(Row(target.name, "fanout", "fixed-rate", params, {**m, **common}, *_status(m)))
         ctx.log(f"    fixed-rate {_brief(m)}")
         phase = _Phase(ctx, target, pub, lambda _: channel, fan)
-        m = await phase.run(lambda until: phase.max_rate(1, 8, sizes.inflight_deliveries, until))
+        m = await phase.run(lambda until: phase.max_rate(1, sizes.api_lanes, sizes.inflight_deliveries, until))
         params = {"subscribers": subscribers, "inflight_deliveries": phase.inflight_limit}
         rows.append(Row(target.name, "fanout", "max-rate", params, {**m, **common}, *_status(m)))
         ctx.log(f"    max-rate   {_brief(m)}")

@@ -76,15 +76,20 @@ class Hub:
 
 
 def _fan_out(subs: dict[Client, Subscription], reply: Reply, *, only_join_leave: bool) -> int:
+    if only_join_leave:
+        subs = {client: sub for client, sub in subs.items() if sub.join_leave}
+    # Subscribers of one channel nearly always share one frame format: keep the last frame at hand and look
+    # the others up only when the format changes.
     frames: dict[int, bytes] = {}
-    count = 0
-    for client, sub in subs.items():
-        if only_join_leave and not sub.join_leave:
-            continue
+    framing = -1
+    frame = b""
+    for client in subs:
         transport = client.transport
-        frame = frames.get(transport.framing)
-        if frame is None:
-            frame = frames[transport.framing] = transport.frame(transport.codec.encode_reply(reply))
+        if transport.framing != framing:
+            framing = transport.framing
+            cached = frames.get(framing)
+            if cached is None:
+                cached = frames[framing] = transport.frame(transport.codec.encode_reply(reply))
+            frame = cached
         transport.send_frame(frame)
-        count += 1
-    return count
+    return len(subs)

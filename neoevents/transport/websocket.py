@@ -95,7 +95,6 @@ class WebSocketConnection(asyncio.Protocol):
         "_max_size",
         "_node",
         "_pending",
-        "_queue_max",
         "_utf8",
         "_ws",
         "client",
@@ -114,8 +113,11 @@ class WebSocketConnection(asyncio.Protocol):
         self.codec: Codec = JSON
         self.framing = 0
         self.client: Client | None = None
-        self._pending: list[bytes] | None = None
-        self._queue_max = node.config.client_queue_max_size
+        # Output queued for the next flush: one frame as is (the common case, and no GC-tracked container per
+        # connection per fan-out), several in a list.
+        self._pending: bytes | list[bytes] | None = None
+        # The event loop tells us (pause_writing) when unsent output passes the client queue limit.
+        transport.set_write_buffer_limits(high=node.config.client_queue_max_size)
         self._closing = False
         self._frag: list[bytes] | None = None
         self._frag_text = False
@@ -294,8 +296,10 @@ class WebSocketConnection(asyncio.Protocol):
             return
         pending = self._pending
         if pending is None:
-            self._pending = [frame]
+            self._pending = frame
             self._flusher.mark(self)
+        elif isinstance(pending, bytes):
+            self._pending = [pending, frame]
         else:
             pending.append(frame)
 
@@ -304,14 +308,20 @@ class WebSocketConnection(asyncio.Protocol):
         if pending is None or self._closing:
             return
         self._pending = None
-        transport = self.transport
-        transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
-        if transport.get_write_buffer_size() > self._queue_max:
-            self._node.metrics.disconnect(codes.DISCONNECT_SLOW.code)
-            if self.client is not None:
-                self.client.disconnect(codes.DISCONNECT_SLOW)
-            else:
-                self.close(codes.DISCONNECT_SLOW)
+        self.transport.write(pending if isinstance(pending, bytes) else b"".join(pending))
+
+    def pause_writing(self) -> None:
+        """More than the client queue limit is waiting to be sent: the client does not keep up."""
+        if self._closing:
+            return
+        self._node.metrics.disconnect(codes.DISCONNECT_SLOW.code)
+        if self.client is not None:
+            self.client.disconnect(codes.DISCONNECT_SLOW)
+        else:
+            self.close(codes.DISCONNECT_SLOW)
+
+    def resume_writing(self) -> None:
+        pass
 
     def close(self, disconnect: codes.Disconnect) -> None:
         """Send what is queued, then a close frame with the disconnect code, then drop the connection."""
@@ -343,7 +353,8 @@ class WebSocketConnection(asyncio.Protocol):
                 eof = True
         if out:
             if self._pending is not None and not self._closing:
-                self._pending.extend(out)
+                for chunk in out:
+                    self.send_frame(chunk)
                 self.flush()
             else:
                 self.transport.write(b"".join(out))
