@@ -81,8 +81,11 @@ PROFILES: dict[str, ServerOptions] = {
         websocket_message_size_limit=1024,
         client_stale_close_delay=1,
         client_expired_close_delay=1,
+        client_expired_sub_close_delay=1,
+        # Centrifugo looks for expired subscriptions when it refreshes presence (27 s by default).
+        centrifugo_extra={"client": {"presence_update_interval": "1s"}},
         channel={**_SUB, "allow_subscribe_for_anonymous": True},
-        namespaces=[{"name": "pub", **_SUB, "allow_publish_for_client": True}],
+        namespaces=[{"name": "pub", **_SUB, "allow_publish_for_client": True}, {"name": "priv"}],
     ),
     "ping": ServerOptions(ping_interval=2, pong_timeout=1, channel=dict(_SUB)),
 }
@@ -721,6 +724,17 @@ SCENARIOS: list[Scenario] = [
             Send("a", [{"id": 1, "connect": {"token": Tok(USER, exp=2)}}]),
             Recv("a", 1, check=[{"id": 1, "connect": {"expires": True}}]),
             Closed("a", 3005, timeout=10),
+        ],
+        profile="limits",
+    ),
+    Scenario(
+        "subscription_token_expires",
+        [
+            *connect("a"),
+            Send("a", [sub(2, "priv:x-{run}", token=SubTok(USER, "priv:x-{run}", exp=2))]),
+            Recv("a", 1, check=[{"id": 2, "subscribe": {"expires": True}}]),
+            Recv("a", 1, check=[{"push": {"channel": "priv:x-{run}", "unsubscribe": {"code": 2501}}}], timeout=10),
+            Sync("a"),
         ],
         profile="limits",
     ),
