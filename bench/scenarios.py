@@ -49,7 +49,7 @@ class Sizes:
     channels_fixed_rate: int = 5_000  # publications/s (= deliveries/s) during the fixed-rate phase
     idle_connections: int = 10_000
     idle_window: float = 30.0  # long enough to include a ping round (25 s) on both Centrifugo servers
-    storm_connections: int = 5000
+    storm_connections: int = 10_000
     storm_concurrency: int = 64  # handshakes in flight per worker
     recovery_connections: int = 5000  # reconnect-with-recovery storm: clients, one recoverable channel each
     recovery_missed: int = 10  # publications per channel while they are away
