@@ -136,8 +136,9 @@ class Subscriber(asyncio.Protocol):
     # ---- set-up --------------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self.transport.write(self._buf)
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(self._buf)
         self._buf = b""
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -91,8 +91,8 @@ def _fmt(value: Any, digits: int = 1) -> str:
     return str(value)
 
 
-def _lat(row: Row, key: str) -> Any:
-    return (row["metrics"].get("latency_ms") or {}).get(key)
+def _lat(row: Row | None, key: str) -> Any:
+    return None if row is None else (row["metrics"].get("latency_ms") or {}).get(key)
 
 
 def _ok(rows: Iterable[Row], scenario: str, phase: str | None = None, **params: Any) -> list[Row]:
@@ -133,7 +133,7 @@ def _other_load(m: dict[str, Any]) -> float | None:
     busy, own, soft = m.get("server_core_busy"), m.get("server_cpu_util"), m.get("server_core_softirq")
     if busy is None or own is None or soft is None:
         return None
-    return max(0.0, busy - own - soft)
+    return max(0.0, float(busy - own - soft))
 
 
 def _table(header: list[str], lines: list[list[str]]) -> str:
@@ -617,10 +617,10 @@ def _goals_table(rows: list[Row], result: dict[str, Any]) -> str:
         )  # fmt: skip
     for n in result["sizes"]["fanout_subscribers"]:
         _, _, cpu = _socketio_factor(rows, n, "cpu_us_per_delivery", True)
-        _, _, rate = _socketio_factor(rows, n, "deliveries_per_s", False)
+        _, _, faster = _socketio_factor(rows, n, "deliveries_per_s", False)
         achieved = "—" if cpu is None else f"{cpu:.1f}x less CPU per delivery"
-        if cpu is not None and rate is not None:
-            achieved += f" ({rate:.1f}x the deliveries/s)"
+        if cpu is not None and faster is not None:
+            achieved += f" ({faster:.1f}x the deliveries/s)"
         lines.append(
             [f"neoevents ≥ {SOCKETIO_FACTOR:g}x better than python-socketio: fan-out to {n:,}, server CPU per "
              "delivery at max rate", f"≥ {SOCKETIO_FACTOR:g}x", achieved,

@@ -21,10 +21,11 @@ After a phase, queued deliveries are waited for until none is outstanding, or no
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from array import array
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -276,7 +277,7 @@ class _Phase:
             await self._wait_lane(lanes)
             self._fire(self._items(batch))
 
-    async def run(self, sender: Callable[[float], Awaitable[None]]) -> dict[str, Any]:
+    async def run(self, sender: Callable[[float], Coroutine[Any, Any, None]]) -> dict[str, Any]:
         sizes, pool = self.ctx.sizes, self.ctx.pool
         until = time.monotonic() + sizes.warmup + sizes.window
         send_task = asyncio.get_running_loop().create_task(sender(until))
@@ -599,7 +600,7 @@ async def api(ctx: Context, target: RunningTarget, _: int) -> list[Row]:
         pub = await target.publisher(connections=conns)
         try:
             phase = _Phase(ctx, target, pub, lambda k: f"bench:api{k % 1000}", 0)
-            m = await phase.run(lambda until, b=batch, ln=lanes, p=phase: p.unacked_only(b, ln, until))
+            m = await phase.run(functools.partial(phase.unacked_only, batch, lanes))
         finally:
             await pub.close()
         for key in ("deliveries", "deliveries_per_s", "cpu_us_per_delivery", "latency_ms"):

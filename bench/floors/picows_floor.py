@@ -14,7 +14,7 @@ from bench.wire import server_frame
 channels: dict[str, set[asyncio.Transport]] = {}
 
 
-class Subscriber(WSListener):  # type: ignore[misc]
+class Subscriber(WSListener):
     def __init__(self, channel: str) -> None:
         self.subs = channels.setdefault(channel, set())
         self.transport: asyncio.Transport | None = None
@@ -28,7 +28,7 @@ class Subscriber(WSListener):  # type: ignore[misc]
             self.subs.discard(self.transport)
 
 
-class Publisher(WSListener):  # type: ignore[misc]
+class Publisher(WSListener):
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         if frame.msg_type not in (WSMsgType.TEXT, WSMsgType.BINARY):
             return

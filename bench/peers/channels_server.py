@@ -54,7 +54,7 @@ def make_app() -> Any:
     from channels.routing import ProtocolTypeRouter, URLRouter
     from django.urls import path
 
-    class GroupSubscriber(AsyncWebsocketConsumer):  # type: ignore[misc]
+    class GroupSubscriber(AsyncWebsocketConsumer):
         group = ""
 
         async def connect(self) -> None:
@@ -69,7 +69,7 @@ def make_app() -> Any:
         async def pub(self, event: dict[str, Any]) -> None:
             await self.send(text_data=event["text"])
 
-    class GroupPublisher(AsyncWebsocketConsumer):  # type: ignore[misc]
+    class GroupPublisher(AsyncWebsocketConsumer):
         async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
             lines = (text_data or (bytes_data or b"").decode()).split("\n")
             for k in range(0, len(lines) - 1, 2):
