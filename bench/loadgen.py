@@ -34,7 +34,7 @@ from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, cast
 
 from bench import wire
 
@@ -136,9 +136,8 @@ class Subscriber(asyncio.Protocol):
     # ---- set-up --------------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.write(self._buf)
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not asyncio.Transport
+        self.transport.write(self._buf)
         self._buf = b""
 
     def connection_lost(self, exc: Exception | None) -> None:
