@@ -32,9 +32,11 @@ class FakeTransport(asyncio.Transport):
         self.closed = False
         self.aborted = False
         self.eof_written = False
+        self.writes = 0
 
     def write(self, data: Any) -> None:
         self.out += data
+        self.writes += 1
 
     def close(self) -> None:
         self.closed = True
@@ -255,3 +257,28 @@ async def test_invalid_utf8_on_the_fast_path_stops_at_that_frame() -> None:
     frames = await peer.send(text("ok"), text(b"\xff"), text("never"))
     assert [f.data for f in frames if f.opcode is Opcode.TEXT] == [b"ok"]
     assert close_code(frames) == 1007
+
+
+async def test_frames_queued_in_one_loop_iteration_go_out_in_one_write() -> None:
+    peer = Peer()
+    writes = peer.transport.writes
+    for payload in (b"one", b"two", b"three"):
+        peer.conn.send_frame(peer.conn.frame(payload))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert peer.transport.writes == writes + 1
+    peer._pump()
+    assert [f.data for f in peer.client.events_received() if isinstance(f, Frame)] == [b"one", b"two", b"three"]
+
+
+async def test_a_client_over_the_queue_limit_is_disconnected_with_3008() -> None:
+    peer = Peer(client_queue_max_size=4096)
+    assert peer.transport.high_water == 4096  # the event loop calls pause_writing past this many unsent bytes
+    peer.conn.send_frame(peer.conn.frame(b"queued before"))
+    peer.conn.pause_writing()
+    peer._pump()
+    frames = [f for f in peer.client.events_received() if isinstance(f, Frame)]
+    assert [f.data for f in frames if f.opcode is Opcode.TEXT] == [b"queued before"]
+    assert close_code(frames) == 3008
+    peer.conn.pause_writing()  # already closing: nothing more is sent
+    assert not peer.transport.out
