@@ -18,18 +18,15 @@ from neoevents.auth.rules import default_rules
 from neoevents.config import DEV_API_KEY, DEV_SECRET, ChannelRules, Config, NamespaceOptions
 from neoevents.configfile import (
     BUILTIN_NAMESPACES,
-    KEYS,
-    NAMESPACE_KEYS,
     ConfigError,
     Problem,
     check_config,
     dev_config,
     generate_config,
     load_config,
-    parse_duration,
-    render_key_reference,
-    uncovered_fields,
 )
+from neoevents.configkeys import KEYS, NAMESPACE_KEYS, render_key_reference, uncovered_fields
+from neoevents.configvalues import parse_duration
 
 REPO = Path(__file__).resolve().parents[2]
 SEED_FILE = REPO / "config" / "centrifugo.json"
