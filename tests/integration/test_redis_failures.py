@@ -89,6 +89,8 @@ async def test_without_redis_everything_fails_at_once_then_recovers(
     ):
         with pytest.raises(EngineError):
             await failing
+    results = await broker.publish_many([("c", b"{}", HISTORY), ("d", b"{}", PublishOptions())])
+    assert [type(r) for r in results] == [EngineError, EngineError]
     assert time.monotonic() - started < 0.5
     # Best effort: nothing to report to anyone.
     await broker.publish_join("c", ClientInfo(user="u", client="c1"))
@@ -148,7 +150,10 @@ async def test_scripts_are_loaded_again_when_redis_forgot_them(
     redis_server.command("SCRIPT", "FLUSH")
     assert (await broker.publish("c", b"{}", HISTORY))[0].offset == 2
     redis_server.command("SCRIPT", "FLUSH")
-    assert [p.offset for p in (await broker.history("c", HistoryFilter(limit=-1)))[0]] == [1, 2]
+    results = await broker.publish_many([("c", b"{}", HISTORY), ("c", b"{}", HISTORY), ("d", b"{}", PublishOptions())])
+    assert [r[0].offset for r in results if isinstance(r, tuple)] == [3, 4, 0]
+    redis_server.command("SCRIPT", "FLUSH")
+    assert [p.offset for p in (await broker.history("c", HistoryFilter(limit=-1)))[0]] == [1, 2, 3, 4]
 
 
 async def test_a_gap_or_a_new_epoch_on_pubsub_is_reported(
