@@ -135,7 +135,7 @@ class RedisBroker:
                 if len(self._publish_heads) >= CACHE_SIZE:
                     self._publish_heads.clear()
                 head = self._publish_heads[channel] = pack_head(3, ("PUBLISH", self._client_prefix + channel))
-            return head + bulk(payload), None, b"", payload
+            return b"%b$%d\r\n%b\r\n" % (head, len(payload), payload), None, b"", payload
         history = options.history_size > 0 and options.history_ttl > 0
         plan = (
             self._plan(channel, options, history)

@@ -109,13 +109,7 @@ class RedisConnection(asyncio.Protocol):
             return
         waiter = waiters[0]
         if isinstance(waiter, _Replies):
-            replies = waiter.replies
-            replies.append(reply)
-            if len(replies) < waiter.count:
-                return
-            waiters.popleft()
-            if not waiter.future.done():
-                waiter.future.set_result(replies)
+            self._collect(waiter, reply)
             return
         waiters.popleft()
         if waiter.done():
@@ -124,6 +118,29 @@ class RedisConnection(asyncio.Protocol):
             waiter.set_exception(reply)
         else:
             waiter.set_result(reply)
+
+    def _collect(self, batch: _Replies, reply: Any) -> None:
+        """The first reply of a batch not complete yet, and those of its other replies already parsed."""
+        replies = batch.replies
+        replies.append(reply)
+        count = batch.count
+        gets = self.reader.gets
+        parsed = 0
+        try:
+            while len(replies) < count:
+                reply = gets()
+                if reply is False:
+                    return
+                replies.append(reply)
+                parsed += 1
+        except hiredis.ProtocolError as exc:
+            self.abort(exc)
+            return
+        finally:
+            self.answered += parsed
+        self.waiters.popleft()
+        if not batch.future.done():
+            batch.future.set_result(replies)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
