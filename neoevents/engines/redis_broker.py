@@ -163,32 +163,41 @@ class RedisBroker:
         self, items: Sequence[tuple[str, bytes, PublishOptions]]
     ) -> list[tuple[StreamPosition, bool] | EngineError]:
         """See :class:`~neoevents.engines.base.BatchPublisher`: the publications of one shard go out as one write
-        (``PUBLISH`` or the publish script each, in order) and their replies come back as one list."""
+        (``PUBLISH`` or the publish script each, in order) and their replies come back as one list. Every
+        shard's write is queued before the first reply is awaited."""
+        if not items:
+            return []
         shards = self.shards
         if len(shards) == 1:
-            return await self._publish_on(shards[0], items)
+            return await self._results(self._send(shards[0], items))
         groups: dict[int, list[int]] = {}
         for index, item in enumerate(items):
             groups.setdefault(shard_index(item[0], len(shards)), []).append(index)
+        sent = [(indexes, self._send(shards[shard], [items[i] for i in indexes])) for shard, indexes in groups.items()]
         results: list[tuple[StreamPosition, bool] | EngineError] = [PUBLISHED] * len(items)
-        done = await asyncio.gather(
-            *(self._publish_on(shards[shard], [items[i] for i in indexes]) for shard, indexes in groups.items())
-        )
-        for indexes, replies in zip(groups.values(), done, strict=True):
-            for index, result in zip(indexes, replies, strict=True):
+        for indexes, batch in sent:
+            for index, result in zip(indexes, await self._results(batch), strict=True):
                 results[index] = result
         return results
 
-    async def _publish_on(
-        self, shard: RedisShard, items: Sequence[tuple[str, bytes, PublishOptions]]
-    ) -> list[tuple[StreamPosition, bool] | EngineError]:
-        if not items:
-            return []
+    def _send(self, shard: RedisShard, items: Sequence[tuple[str, bytes, PublishOptions]]) -> _Sent:
         encoded = [self._encode(channel, data, options) for channel, data, options in items]
         try:
-            replies = await shard.send_many(b"".join([command[0] for command in encoded]), len(encoded))
+            replies: asyncio.Future[list[Any]] | EngineError = shard.send_many(
+                b"".join([command[0] for command in encoded]), len(encoded)
+            )
         except EngineError as exc:
-            return [exc] * len(items)
+            replies = exc
+        return _Sent(shard, encoded, replies)
+
+    async def _results(self, sent: _Sent) -> list[tuple[StreamPosition, bool] | EngineError]:
+        shard, encoded = sent.shard, sent.encoded
+        if isinstance(sent.replies, EngineError):
+            return [sent.replies] * len(encoded)
+        try:
+            replies = await sent.replies
+        except EngineError as exc:
+            return [exc] * len(encoded)
         results: list[tuple[StreamPosition, bool] | EngineError] = []
         for (_, plan, epoch, payload), reply in zip(encoded, replies, strict=True):
             if type(reply) is ReplyError:
@@ -273,6 +282,15 @@ class RedisBroker:
 
     async def remove_history(self, channel: str) -> None:
         await self.shard(channel).call("DEL", self.prefix + ".stream." + channel)
+
+
+class _Sent(NamedTuple):
+    """Publications written to one shard: their commands (see ``RedisBroker._encode``) and the future of their
+    replies, or why they could not be sent."""
+
+    shard: RedisShard
+    encoded: list[tuple[bytes, _ScriptCall | None, bytes, bytes]]
+    replies: asyncio.Future[list[Any]] | EngineError
 
 
 class _ScriptCall(NamedTuple):

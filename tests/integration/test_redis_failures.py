@@ -266,6 +266,12 @@ async def test_channels_are_sharded_over_several_servers(tmp_path: Path) -> None
             assert (await broker.history(ch, HistoryFilter(limit=0)))[1].offset == 1
             assert await presence.presence_stats(ch) == (1, 1)
         await until(lambda: sorted(c for c, _, _ in events.pubs) == sorted(channels))
+        results = await broker.publish_many([(ch, ch.encode(), HISTORY) for ch in channels])
+        assert [r[0].offset for r in results if isinstance(r, tuple)] == [2] * len(channels)
+        await until(lambda: len(events.pubs) == 2 * len(channels))
+        assert sorted((c, bytes(p.data), p.offset) for c, p, _ in events.pubs[len(channels) :]) == sorted(
+            (ch, ch.encode(), 2) for ch in channels
+        )
         await presence.close()
         await broker.close()
     finally:
