@@ -13,7 +13,7 @@ import heapq
 import logging
 import random
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from msgspec import Raw
@@ -448,14 +448,15 @@ class Node:
 
     # ---- publishing, history -------------------------------------------------------------------
 
-    def _publish_options(
+    def publish_options(
         self,
         ns: NamespaceOptions,
-        info: ClientInfo | None,
-        tags: dict[str, str] | None,
-        idempotency_key: str,
-        skip_history: bool,
+        info: ClientInfo | None = None,
+        tags: dict[str, str] | None = None,
+        idempotency_key: str = "",
+        skip_history: bool = False,
     ) -> PublishOptions:
+        """What the engine needs to know about one publication into a channel of ``ns``."""
         if info is None and not tags and not idempotency_key and not skip_history:
             # The common case: the namespace's options as they are (one struct per namespace, reused).
             options = self._plain_options.get(ns.name)
@@ -491,7 +492,7 @@ class Node:
             if ns is None:
                 raise ProtocolError(codes.ERROR_UNKNOWN_CHANNEL)
         started = time.perf_counter()
-        options = self._publish_options(ns, info, tags, idempotency_key, skip_history)
+        options = self.publish_options(ns, info, tags, idempotency_key, skip_history)
         if self._publish_now is not None:
             result = self._publish_now(channel, data, options)
         else:
@@ -520,9 +521,39 @@ class Node:
         if publish_now is None:
             raise RuntimeError("the engine publishes asynchronously: use publish()")
         started = time.perf_counter()
-        result = publish_now(channel, data, self._publish_options(ns, info, tags, idempotency_key, skip_history))
+        result = publish_now(channel, data, self.publish_options(ns, info, tags, idempotency_key, skip_history))
         self.metrics.published(ns.name, time.perf_counter() - started)
         return result
+
+    async def publish_many(
+        self, items: Sequence[tuple[str, bytes, NamespaceOptions, PublishOptions]]
+    ) -> list[tuple[StreamPosition, bool] | ProtocolError]:
+        """Publish every ``(channel, data, namespace, options)`` of ``items``, issued together in this order
+        (batch and broadcast API calls): one call when the engine has ``publish_many``
+        (:class:`~neoevents.engines.base.BatchPublisher`), else one publication after another. Each item gets
+        its own result: (position, suppressed), or the :class:`ProtocolError` that failed it."""
+        publish_many = getattr(self.broker, "publish_many", None)
+        published = self.metrics.published
+        results: list[tuple[StreamPosition, bool] | ProtocolError] = []
+        if publish_many is None:
+            for channel, data, ns, options in items:
+                started = time.perf_counter()
+                try:
+                    results.append(await self.broker.publish(channel, data, options))
+                except ProtocolError as exc:
+                    results.append(exc)
+                    continue
+                published(ns.name, time.perf_counter() - started)
+            return results
+        if not items:
+            return results
+        started = time.perf_counter()
+        results.extend(await publish_many([(channel, data, options) for channel, data, _, options in items]))
+        elapsed = time.perf_counter() - started
+        for item, result in zip(items, results, strict=True):
+            if type(result) is tuple:
+                published(item[2].name, elapsed)
+        return results
 
     async def history(
         self, channel: str, *, limit: int, since: tuple[int, str] | None = None, reverse: bool = False

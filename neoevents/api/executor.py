@@ -10,27 +10,26 @@ own JWT (an :class:`ApiUser`). A user may call only :data:`USER_METHODS`, and ea
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import fnmatch
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 import msgspec
 from msgspec import Raw, Struct
 
 from neoevents.auth.rules import Identity
 from neoevents.config import NamespaceOptions
+from neoevents.engines.base import PublishOptions, StreamPosition
 from neoevents.exceptions import ProtocolError
 from neoevents.node import Node
 from neoevents.protocol import codes
 from neoevents.protocol.messages import EMPTY, ClientInfo
 
 log = logging.getLogger("neoevents.api")
-_R = TypeVar("_R")
 
 
 class _P(Struct, forbid_unknown_fields=False):
@@ -129,6 +128,10 @@ def _payload(data: Raw, b64data: str) -> bytes:
     return bytes(data)
 
 
+def _error(exc: ProtocolError) -> dict[str, Any]:
+    return {"error": {"code": exc.code, "message": str(exc)}}
+
+
 def _position(offset: int, epoch: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if offset:
@@ -156,6 +159,8 @@ class ApiUser:
 
 
 Method = Callable[[Any, "ApiUser | None"], Awaitable[Any]]
+# A publication ready for Node.publish_many (channel, data, namespace, options), or why it cannot be made.
+_Prepared = tuple[str, bytes, NamespaceOptions, PublishOptions] | ProtocolError
 
 
 class Executor:
@@ -264,33 +269,31 @@ class Executor:
     async def broadcast(self, p: BroadcastParams, who: ApiUser | None = None) -> dict[str, Any]:
         if not p.channels:
             raise _bad_request()
-
-        async def one(channel: str) -> dict[str, Any]:
+        info = who.client_info() if who is not None else None
+        prepared: list[_Prepared] = []
+        for channel in p.channels:
             try:
                 data = _payload(p.data, p.b64data)
                 ns = self._check_channel(channel, "publish", who)
-                position, _ = await self.node.publish(
-                    channel,
-                    data,
-                    info=who.client_info() if who is not None else None,
-                    tags=p.tags,
-                    idempotency_key=p.idempotency_key,
-                    skip_history=p.skip_history,
-                    ns=ns,
-                )
-                return {"result": {} if p.skip_history else _position(position.offset, position.epoch)}
+                options = self.node.publish_options(ns, info, p.tags, p.idempotency_key, p.skip_history)
+                prepared.append((channel, data, ns, options))
             except ProtocolError as exc:
-                return {"error": {"code": exc.code, "message": str(exc)}}
+                prepared.append(exc)
+        responses: list[dict[str, Any]] = []
+        for result in await self._publish_prepared(prepared):
+            if isinstance(result, ProtocolError):
+                responses.append(_error(result))
+            else:
+                responses.append({"result": {} if p.skip_history else _position(result[0].offset, result[0].epoch)})
+        return {"responses": responses}
 
-        return {"responses": await self._in_order([one(channel) for channel in p.channels])}
-
-    async def _in_order(self, calls: list[Coroutine[Any, Any, _R]]) -> list[_R]:
-        """Results of ``calls``, which publish: one after another, or, when the broker pipelines (its
-        publications travel over a network, e.g. Redis), issued together so that their round trips overlap.
-        Each call hands its publication to the broker before it first waits, so the order is kept."""
-        if len(calls) > 1 and getattr(self.node.broker, "pipelined", False):
-            return list(await asyncio.gather(*calls))
-        return [await call for call in calls]
+    async def _publish_prepared(self, prepared: list[_Prepared]) -> list[tuple[StreamPosition, bool] | ProtocolError]:
+        """Publish the prepared items together (:meth:`Node.publish_many`); errors stay in their places."""
+        items = [item for item in prepared if not isinstance(item, ProtocolError)]
+        if len(items) == len(prepared):
+            return await self.node.publish_many(items)
+        results = iter(await self.node.publish_many(items))
+        return [item if isinstance(item, ProtocolError) else next(results) for item in prepared]
 
     async def subscribe(self, p: SubscribeParams, who: ApiUser | None = None) -> dict[str, Any]:
         self._check_channel(p.channel, "subscribe", who)
@@ -382,7 +385,7 @@ class Executor:
 
         With an engine that publishes synchronously (memory), publications go through :meth:`publish_now`: a
         batch of publications is then one loop over plain calls, with no coroutine per command. Otherwise
-        consecutive publications go through :meth:`_in_order` (pipelined when the broker is).
+        consecutive publications are published together (:meth:`Node.publish_many`).
         """
         if not self.node.publishes_synchronously:
             return await self._batch_pipelined(commands, who)
@@ -418,21 +421,62 @@ class Executor:
         while start < len(commands):
             method, params = commands[start]
             if isinstance(params, ProtocolError):
-                replies.append({"error": {"code": params.code, "message": str(params)}})
+                replies.append(_error(params))
+                start += 1
+                continue
+            if method != "publish":
+                reply = await self.call_safe(method, params, who)
+                replies.append({method: reply["result"]} if "result" in reply else reply)
                 start += 1
                 continue
             stop = start + 1
-            while method == "publish" and stop < len(commands) and commands[stop][0] == "publish":
+            while stop < len(commands) and commands[stop][0] == "publish":
                 stop += 1
-            run = [self.call_safe(method, p, who) for _, p in commands[start:stop] if not isinstance(p, ProtocolError)]
-            results = iter(await self._in_order(run))
-            for _, p in commands[start:stop]:
-                if isinstance(p, ProtocolError):
-                    replies.append({"error": {"code": p.code, "message": str(p)}})
-                else:
-                    reply = next(results)
-                    replies.append({method: reply["result"]} if "result" in reply else reply)
+            replies.extend(await self._publish_batch(commands[start:stop], who))
             start = stop
+        return replies
+
+    async def _publish_batch(
+        self, commands: list[tuple[str, Struct | ProtocolError]], who: ApiUser | None
+    ) -> list[dict[str, Any]]:
+        """Replies to consecutive ``publish`` commands of a batch, published together: each exactly what
+        :meth:`call_safe` answers for it on its own."""
+        metrics = self.node.metrics
+        prepared: list[_Prepared] = []
+        for _, p in commands:
+            if not isinstance(p, PublishParams):
+                prepared.append(p if isinstance(p, ProtocolError) else _bad_request())
+                continue
+            try:
+                ns = self._check_channel(p.channel, "publish", who)
+                data = _payload(p.data, p.b64data)
+            except ProtocolError as exc:
+                metrics.api_request("publish", False)
+                prepared.append(exc)
+                continue
+            info = who.client_info() if who is not None else None
+            options = self.node.publish_options(ns, info, p.tags, p.idempotency_key, p.skip_history)
+            prepared.append((p.channel, data, ns, options))
+        try:
+            results = await self._publish_prepared(prepared)
+        except Exception:
+            log.exception("internal error in API method publish")
+            internal = {"error": {"code": 100, "message": codes.ERROR_INTERNAL.message}}
+            return [_error(item) if isinstance(item, ProtocolError) else internal for item in prepared]
+        replies: list[dict[str, Any]] = []
+        published = 0
+        for (_, p), item, result in zip(commands, prepared, results, strict=True):
+            if isinstance(result, ProtocolError):
+                if not isinstance(item, ProtocolError):
+                    metrics.api_request("publish", False)
+                replies.append(_error(result))
+            else:
+                published += 1
+                position = result[0]
+                skip = isinstance(p, PublishParams) and p.skip_history
+                replies.append({"publish": {} if skip else _position(position.offset, position.epoch)})
+        if published:
+            metrics.api_request("publish", True, published)
         return replies
 
 

@@ -22,15 +22,16 @@ Contract shared by every implementation:
   subscription, if any); when it returns, every publication made afterwards reaches this node.
 * Operations that cannot be done (storage unreachable) raise :class:`EngineError`; ``unsubscribe``,
   ``publish_join``, ``publish_leave`` and ``remove_presence`` are best effort and do not raise.
-* A broker whose publications travel over a network sets ``pipelined = True``: callers with several
-  publications at hand (batch and broadcast API calls) then issue them together rather than one round trip
-  after another. It must keep their order per channel as they were issued.
+* A broker whose publications travel over a network may also offer ``publish_many`` (:class:`BatchPublisher`):
+  callers with several publications at hand (batch and broadcast API calls) then hand them over in one call
+  that costs one round trip, not one per publication. Without it they call ``publish`` once per publication.
 * A broker that can lose publications on their way to the node (a network between them) calls
   ``handle_insufficient_state`` when it notices; the in-memory broker never does.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from msgspec import Struct
@@ -124,6 +125,26 @@ class Broker(Protocol):
         passed to the handler when this returns: what the handler gets afterwards is newer."""
 
     async def remove_history(self, channel: str) -> None: ...
+
+
+class BatchPublisher(Protocol):
+    """What a broker offers when publishing several publications at once is cheaper than one by one."""
+
+    async def publish_many(
+        self, items: Sequence[tuple[str, bytes, PublishOptions]]
+    ) -> list[tuple[StreamPosition, bool] | EngineError]:
+        """Publish every ``(channel, data, options)`` of ``items``, each exactly as :meth:`Broker.publish` would.
+
+        * Each publication is atomic on its own (offset, history, delivery); the call as a whole is not: one
+          publication can fail while the others succeed.
+        * They are applied in the order of ``items``, so publications of one channel keep that order, and they
+          come after every publication this broker was asked for before the call.
+        * The result has one entry per item, in the same order: ``(position, suppressed)`` as ``publish``
+          returns it, or the :class:`EngineError` that failed that publication (a lost connection fails all
+          of them). The call itself never raises :class:`EngineError`.
+        * No limit on ``len(items)`` beyond memory; callers pass what one API request holds.
+        """
+        ...
 
 
 class PresenceManager(Protocol):

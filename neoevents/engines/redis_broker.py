@@ -3,7 +3,11 @@
 * ``publish`` is one Lua script per publication (:data:`~neoevents.engines.redis_scripts.PUBLISH`):
   idempotency result, epoch creation, offset increment, ``XADD ... MAXLEN``, expiry of stream and meta and
   the ``PUBLISH`` of the publication with its position, all atomic inside Redis. A publication without
-  history and without idempotency key is a plain ``PUBLISH``.
+  history and without idempotency key is a plain ``PUBLISH``. ``publish_many`` writes the commands of all its
+  publications at once and waits for one list of replies. A script call that Redis no longer knows (restarted,
+  ``SCRIPT FLUSH``) is sent again whole, so it runs after the commands sent behind it: the one case where a
+  channel's publications could be applied out of the order they were issued (only a channel without history
+  mixes script calls, with idempotency keys, and plain ``PUBLISH`` commands).
 * This node receives a channel's events by subscribing to ``<prefix>.client.<channel>`` while it has local
   subscribers there (:meth:`subscribe` / :meth:`unsubscribe`, batched per event-loop iteration by the
   shard), and control messages on ``<prefix>.control``.
@@ -35,7 +39,7 @@ from neoevents.engines.redis_codec import (
     encode_info,
     encode_publication,
 )
-from neoevents.engines.redis_connection import bulk, pack_head
+from neoevents.engines.redis_connection import ReplyError, bulk, pack_head
 from neoevents.engines.redis_receiver import NO_POSITION, Receiver
 from neoevents.engines.redis_scripts import HISTORY, PUBLISH
 from neoevents.engines.redis_shard import RedisShard
@@ -44,6 +48,7 @@ from neoevents.protocol.messages import ClientInfo, Publication
 log = logging.getLogger("neoevents.redis")
 
 DEFAULT_META_TTL: Final = 30 * 86400
+PUBLISHED: Final = (NO_POSITION, False)  # the result of a publication without history
 CACHE_SIZE: Final = 10_000  # channels whose encoded publish command heads are kept
 
 
@@ -52,8 +57,6 @@ def _seconds(value: float) -> int:
 
 
 class RedisBroker:
-    pipelined = True  # publications issued together share round trips to Redis (see Executor._in_order)
-
     def __init__(
         self,
         addresses: Sequence[RedisAddress],
@@ -119,29 +122,101 @@ class RedisBroker:
         if used == self._epoch:
             self._epoch = new_epoch()
 
-    async def publish(self, channel: str, data: bytes, options: PublishOptions) -> tuple[StreamPosition, bool]:
-        shard = self.shard(channel)
+    def _encode(
+        self, channel: str, data: bytes, options: PublishOptions
+    ) -> tuple[bytes, _ScriptCall | None, bytes, bytes]:
+        """One publication's command: (encoded command, its script call or None for a plain ``PUBLISH``,
+        epoch offered to the script, publication)."""
         payload = encode_publication(data, options.info, options.tags)
-        history = options.history_size > 0 and options.history_ttl > 0
         key = options.idempotency_key
-        if not history and not key:
+        if not key and (options.history_size <= 0 or options.history_ttl <= 0):
             head = self._publish_heads.get(channel)
             if head is None:
                 if len(self._publish_heads) >= CACHE_SIZE:
                     self._publish_heads.clear()
                 head = self._publish_heads[channel] = pack_head(3, ("PUBLISH", self._client_prefix + channel))
-            await shard.call_packed(head + bulk(payload))
-            return NO_POSITION, False
-        plan = self._plan(channel, options, history) if not key else None
-        if plan is None:
-            plan = _ScriptCall.build(self.prefix, channel, options, history)
-        epoch = self._epoch.encode()
-        reply = await shard.script_packed(
-            PUBLISH, plan.head + bulk(epoch) + bulk(payload), plan.keys, (*plan.args, epoch, payload)
+            return b"%b$%d\r\n%b\r\n" % (head, len(payload), payload), None, b"", payload
+        history = options.history_size > 0 and options.history_ttl > 0
+        plan = (
+            self._plan(channel, options, history)
+            if not key
+            else _ScriptCall.build(self.prefix, channel, options, history)
         )
+        epoch = self._epoch.encode()
+        return plan.head + bulk(epoch) + bulk(payload), plan, epoch, payload
+
+    def _script_result(self, reply: Any) -> tuple[StreamPosition, bool]:
         offset, used, suppressed = _position_reply(reply)
         self._take_epoch(used)
         return (StreamPosition(offset, used) if used else NO_POSITION), bool(suppressed)
+
+    async def publish(self, channel: str, data: bytes, options: PublishOptions) -> tuple[StreamPosition, bool]:
+        shard = self.shard(channel)
+        packed, plan, epoch, payload = self._encode(channel, data, options)
+        if plan is None:
+            await shard.call_packed(packed)
+            return PUBLISHED
+        reply = await shard.script_packed(PUBLISH, packed, plan.keys, (*plan.args, epoch, payload))
+        return self._script_result(reply)
+
+    async def publish_many(
+        self, items: Sequence[tuple[str, bytes, PublishOptions]]
+    ) -> list[tuple[StreamPosition, bool] | EngineError]:
+        """See :class:`~neoevents.engines.base.BatchPublisher`: the publications of one shard go out as one write
+        (``PUBLISH`` or the publish script each, in order) and their replies come back as one list. Every
+        shard's write is queued before the first reply is awaited."""
+        if not items:
+            return []
+        shards = self.shards
+        if len(shards) == 1:
+            return await self._results(self._send(shards[0], items))
+        groups: dict[int, list[int]] = {}
+        for index, item in enumerate(items):
+            groups.setdefault(shard_index(item[0], len(shards)), []).append(index)
+        sent = [(indexes, self._send(shards[shard], [items[i] for i in indexes])) for shard, indexes in groups.items()]
+        results: list[tuple[StreamPosition, bool] | EngineError] = [PUBLISHED] * len(items)
+        for indexes, batch in sent:
+            for index, result in zip(indexes, await self._results(batch), strict=True):
+                results[index] = result
+        return results
+
+    def _send(self, shard: RedisShard, items: Sequence[tuple[str, bytes, PublishOptions]]) -> _Sent:
+        encoded = [self._encode(channel, data, options) for channel, data, options in items]
+        try:
+            replies: asyncio.Future[list[Any]] | EngineError = shard.send_many(
+                b"".join([command[0] for command in encoded]), len(encoded)
+            )
+        except EngineError as exc:
+            replies = exc
+        return _Sent(shard, encoded, replies)
+
+    async def _results(self, sent: _Sent) -> list[tuple[StreamPosition, bool] | EngineError]:
+        shard, encoded = sent.shard, sent.encoded
+        if isinstance(sent.replies, EngineError):
+            return [sent.replies] * len(encoded)
+        try:
+            replies = await sent.replies
+        except EngineError as exc:
+            return [exc] * len(encoded)
+        results: list[tuple[StreamPosition, bool] | EngineError] = []
+        for (_, plan, epoch, payload), reply in zip(encoded, replies, strict=True):
+            if type(reply) is ReplyError:
+                if plan is None or not str(reply).startswith("NOSCRIPT"):
+                    results.append(shard.reply_error(reply))
+                    continue
+                try:
+                    reply = await shard.eval(PUBLISH, plan.keys, (*plan.args, epoch, payload))
+                except EngineError as exc:
+                    results.append(exc)
+                    continue
+            if plan is None:
+                results.append(PUBLISHED)
+                continue
+            try:
+                results.append(self._script_result(reply))
+            except EngineError as exc:
+                results.append(exc)
+        return results
 
     def _plan(self, channel: str, options: PublishOptions, history: bool) -> _ScriptCall:
         """The publish script call of a channel without its last two arguments (epoch, publication), cached."""
@@ -207,6 +282,15 @@ class RedisBroker:
 
     async def remove_history(self, channel: str) -> None:
         await self.shard(channel).call("DEL", self.prefix + ".stream." + channel)
+
+
+class _Sent(NamedTuple):
+    """Publications written to one shard: their commands (see ``RedisBroker._encode``) and the future of their
+    replies, or why they could not be sent."""
+
+    shard: RedisShard
+    encoded: list[tuple[bytes, _ScriptCall | None, bytes, bytes]]
+    replies: asyncio.Future[list[Any]] | EngineError
 
 
 class _ScriptCall(NamedTuple):

@@ -144,10 +144,15 @@ def decode_info(buf: bytes) -> ClientInfo:
 
 def decode_publication(buf: bytes) -> Publication:
     """A ``Publication``; its ``offset`` is whatever the message carries (0 unless set by the writer)."""
-    if buf[:1] == b"\x22":  # the common case: data only
-        size, pos = (buf[1], 2) if len(buf) > 1 and buf[1] < 0x80 else _read_varint(buf, 1)
-        if pos + size == len(buf):
-            return Publication(data=Raw(buf[pos:]))
+    end = len(buf)
+    if end > 1 and buf[0] == 0x22:  # the common case: data only
+        size = buf[1]
+        if size + 2 == end:  # shorter than 128 bytes: a one-byte length
+            return Publication(data=Raw(buf[2:]))
+        if size >= 0x80:
+            size, pos = _read_varint(buf, 1)
+            if pos + size == end:
+                return Publication(data=Raw(buf[pos:]))
     pub = Publication()
     tags: dict[str, str] = {}
     for number, value in _fields(buf):

@@ -54,6 +54,17 @@ class ReplyError(Exception):
     """An error reply from Redis (``-ERR ...``, ``-NOSCRIPT ...``): the command failed, the connection is fine."""
 
 
+class _Replies:
+    """The replies of ``count`` commands sent together, collected in order for one future."""
+
+    __slots__ = ("count", "future", "replies")
+
+    def __init__(self, future: asyncio.Future[list[Any]], count: int) -> None:
+        self.future = future
+        self.count = count
+        self.replies: list[Any] = []
+
+
 class RedisConnection(asyncio.Protocol):
     """A command connection. :meth:`execute` returns a future of the reply (bytes, int, list or None)."""
 
@@ -61,7 +72,7 @@ class RedisConnection(asyncio.Protocol):
         self.name = name
         self.loop = asyncio.get_running_loop()
         self.reader = hiredis.Reader(replyError=ReplyError)
-        self.waiters: deque[asyncio.Future[Any]] = deque()
+        self.waiters: deque[asyncio.Future[Any] | _Replies] = deque()
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.lost: asyncio.Future[Exception | None] = self.loop.create_future()
@@ -92,10 +103,15 @@ class RedisConnection(asyncio.Protocol):
 
     def dispatch(self, reply: Any) -> None:
         """Hand one parsed reply to whoever waits for it (the oldest command)."""
-        if not self.waiters:
+        waiters = self.waiters
+        if not waiters:
             self.abort(EngineError(f"unexpected reply from Redis {self.name}"))
             return
-        waiter = self.waiters.popleft()
+        waiter = waiters[0]
+        if isinstance(waiter, _Replies):
+            self._collect(waiter, reply)
+            return
+        waiters.popleft()
         if waiter.done():
             return
         if type(reply) is ReplyError:
@@ -103,14 +119,38 @@ class RedisConnection(asyncio.Protocol):
         else:
             waiter.set_result(reply)
 
+    def _collect(self, batch: _Replies, reply: Any) -> None:
+        """The first reply of a batch not complete yet, and those of its other replies already parsed."""
+        replies = batch.replies
+        replies.append(reply)
+        count = batch.count
+        gets = self.reader.gets
+        parsed = 0
+        try:
+            while len(replies) < count:
+                reply = gets()
+                if reply is False:
+                    return
+                replies.append(reply)
+                parsed += 1
+        except hiredis.ProtocolError as exc:
+            self.abort(exc)
+            return
+        finally:
+            self.answered += parsed
+        self.waiters.popleft()
+        if not batch.future.done():
+            batch.future.set_result(replies)
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.transport = None
         error = EngineError(f"connection to Redis {self.name} lost")
         while self.waiters:
             waiter = self.waiters.popleft()
-            if not waiter.done():
-                waiter.set_exception(error)
+            future = waiter.future if isinstance(waiter, _Replies) else waiter
+            if not future.done():
+                future.set_exception(error)
         if not self.lost.done():
             self.lost.set_result(exc or self.abort_reason)
 
@@ -131,6 +171,20 @@ class RedisConnection(asyncio.Protocol):
         if len(out) == 1:
             self.loop.call_soon(self._flush)
         return waiter
+
+    def send_many(self, packed: bytes, count: int) -> asyncio.Future[list[Any]]:
+        """Queue ``count`` (at least 1) commands encoded back to back in ``packed``; the future gets their replies
+        in order, an error reply as a :class:`ReplyError` in its place (one failed command fails no other).
+        Raises :class:`EngineError` at once when the connection is closed."""
+        if self.closed:
+            raise EngineError(f"no connection to Redis {self.name}")
+        future: asyncio.Future[list[Any]] = self.loop.create_future()
+        self.waiters.append(_Replies(future, count))
+        out = self._out
+        out.append(packed)
+        if len(out) == 1:
+            self.loop.call_soon(self._flush)
+        return future
 
     def send_only(self, packed: bytes) -> None:
         """Queue bytes whose replies are not awaited here (PUB/SUB subscription commands)."""

@@ -118,6 +118,13 @@ class RedisShard:
             raise EngineError(f"no connection to Redis {self.name}")
         return conn.send_packed(packed)
 
+    def send_many(self, packed: bytes, count: int) -> asyncio.Future[list[Any]]:
+        """``count`` commands encoded back to back: their replies in one list (see ``RedisConnection.send_many``)."""
+        conn = self.commands
+        if conn is None or conn.closed:
+            raise EngineError(f"no connection to Redis {self.name}")
+        return conn.send_many(packed, count)
+
     async def call(self, *args: bytes | str | int | float) -> Any:
         """Run a command; an error reply becomes :class:`EngineError` (logged at most once a minute)."""
         try:
@@ -146,6 +153,10 @@ class RedisShard:
         except ReplyError as exc:
             if not str(exc).startswith("NOSCRIPT"):
                 raise self.reply_error(exc) from exc
+        return await self.eval(script, keys, args)
+
+    async def eval(self, script: Script, keys: tuple[str, ...], args: tuple[bytes | str | int, ...]) -> Any:
+        """The script sent whole (``EVAL``): after ``NOSCRIPT``, when Redis does not know it."""
         try:
             return await self.execute("EVAL", script.source, len(keys), *keys, *args)
         except ReplyError as exc:

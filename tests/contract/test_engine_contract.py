@@ -11,11 +11,19 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import cast
 
 import pytest
 from msgspec import Raw
 
-from neoevents.engines.base import Broker, HistoryFilter, PresenceManager, PublishOptions, StreamPosition
+from neoevents.engines.base import (
+    BatchPublisher,
+    Broker,
+    HistoryFilter,
+    PresenceManager,
+    PublishOptions,
+    StreamPosition,
+)
 from neoevents.engines.memory import MemoryBroker, MemoryPresenceManager
 from neoevents.engines.redis_address import parse_address
 from neoevents.engines.redis_broker import RedisBroker
@@ -276,3 +284,42 @@ async def test_concurrent_publications_get_distinct_offsets(engine: Engine) -> N
     await engine.settle()
     assert [offset for _, offset, _ in engine.events.pubs] == list(range(1, 51))
     assert engine.events.insufficient == []
+
+
+async def test_publish_many_is_each_publication_in_order(engine: Engine) -> None:
+    if not hasattr(engine.broker, "publish_many"):
+        pytest.skip("the engine publishes one publication at a time")
+    broker = cast(BatchPublisher, engine.broker)
+    await engine.broker.subscribe("d")
+    key = PublishOptions(history_size=3, history_ttl=60, idempotency_key="k")
+    items = [
+        ("c", b"1", HISTORY),
+        ("d", b"2", PublishOptions()),
+        ("c", b"3", key),
+        ("c", b"4", key),  # the same key again: suppressed, the first position
+        ("c", b"5", PublishOptions(history_size=3, history_ttl=60, skip_history=True)),  # the position as it is
+        ("d", b"6", PublishOptions()),
+        ("c", b"7", HISTORY),
+    ]
+    results = await broker.publish_many(items)
+    assert [(r[0].offset, r[1]) for r in results if isinstance(r, tuple)] == [
+        (1, False),
+        (0, False),
+        (2, False),
+        (2, True),
+        (2, False),
+        (0, False),
+        (3, False),
+    ]
+    assert len({r[0].epoch for r in results if isinstance(r, tuple) and r[0].offset}) == 1
+    assert await broker.publish_many([]) == []
+    await engine.settle()
+    assert [p for p in engine.events.pubs if p[0] == "c"] == [
+        ("c", 1, b"1"),
+        ("c", 2, b"3"),
+        ("c", 0, b"5"),
+        ("c", 3, b"7"),
+    ]
+    assert [p for p in engine.events.pubs if p[0] == "d"] == [("d", 0, b"2"), ("d", 0, b"6")]
+    pubs, _ = await engine.broker.history("c", HistoryFilter(limit=-1))
+    assert [(p.offset, bytes(p.data)) for p in pubs] == [(1, b"1"), (2, b"3"), (3, b"7")]

@@ -89,6 +89,8 @@ async def test_without_redis_everything_fails_at_once_then_recovers(
     ):
         with pytest.raises(EngineError):
             await failing
+    results = await broker.publish_many([("c", b"{}", HISTORY), ("d", b"{}", PublishOptions())])
+    assert [type(r) for r in results] == [EngineError, EngineError]
     assert time.monotonic() - started < 0.5
     # Best effort: nothing to report to anyone.
     await broker.publish_join("c", ClientInfo(user="u", client="c1"))
@@ -148,7 +150,10 @@ async def test_scripts_are_loaded_again_when_redis_forgot_them(
     redis_server.command("SCRIPT", "FLUSH")
     assert (await broker.publish("c", b"{}", HISTORY))[0].offset == 2
     redis_server.command("SCRIPT", "FLUSH")
-    assert [p.offset for p in (await broker.history("c", HistoryFilter(limit=-1)))[0]] == [1, 2]
+    results = await broker.publish_many([("c", b"{}", HISTORY), ("c", b"{}", HISTORY), ("d", b"{}", PublishOptions())])
+    assert [r[0].offset for r in results if isinstance(r, tuple)] == [3, 4, 0]
+    redis_server.command("SCRIPT", "FLUSH")
+    assert [p.offset for p in (await broker.history("c", HistoryFilter(limit=-1)))[0]] == [1, 2, 3, 4]
 
 
 async def test_a_gap_or_a_new_epoch_on_pubsub_is_reported(
@@ -261,6 +266,12 @@ async def test_channels_are_sharded_over_several_servers(tmp_path: Path) -> None
             assert (await broker.history(ch, HistoryFilter(limit=0)))[1].offset == 1
             assert await presence.presence_stats(ch) == (1, 1)
         await until(lambda: sorted(c for c, _, _ in events.pubs) == sorted(channels))
+        results = await broker.publish_many([(ch, ch.encode(), HISTORY) for ch in channels])
+        assert [r[0].offset for r in results if isinstance(r, tuple)] == [2] * len(channels)
+        await until(lambda: len(events.pubs) == 2 * len(channels))
+        assert sorted((c, bytes(p.data), p.offset) for c, p, _ in events.pubs[len(channels) :]) == sorted(
+            (ch, ch.encode(), 2) for ch in channels
+        )
         await presence.close()
         await broker.close()
     finally:

@@ -15,6 +15,7 @@ from neoevents.api import http as api_http
 from neoevents.api.executor import Executor, decode_typed_batch
 from neoevents.api.http import ApiEndpoint
 from neoevents.configfile import load_config
+from neoevents.engines.base import EngineError, PublishOptions, StreamPosition
 from neoevents.engines.memory import MemoryBroker, MemoryPresenceManager
 from neoevents.node import Node
 from neoevents.transport.http import HttpRequest
@@ -58,9 +59,29 @@ class _AsyncOnlyBroker:
         return getattr(self._inner, name)
 
 
-def _endpoint(sync: bool) -> ApiEndpoint:
+class _BatchingBroker(_AsyncOnlyBroker):
+    """An asynchronous engine that publishes several publications in one call (like Redis); publications into
+    ``failing`` channels fail on their own."""
+
+    def __init__(self, failing: frozenset[str] = frozenset()) -> None:
+        super().__init__()
+        self.failing = failing
+        self.calls: list[int] = []
+
+    async def publish_many(
+        self, items: list[tuple[str, bytes, PublishOptions]]
+    ) -> list[tuple[StreamPosition, bool] | EngineError]:
+        self.calls.append(len(items))
+        return [
+            EngineError("down") if channel in self.failing else self._inner.publish_now(channel, data, options)
+            for channel, data, options in items
+        ]
+
+
+def _endpoint(sync: bool, broker: Any = None) -> ApiEndpoint:
     config = load_config(None, env={"CENTRIFUGO_TOKEN": API_KEY})
-    broker: Any = MemoryBroker() if sync else _AsyncOnlyBroker()
+    if broker is None:
+        broker = MemoryBroker() if sync else _AsyncOnlyBroker()
     node = Node(config, broker, MemoryPresenceManager())
     assert node.publishes_synchronously is sync
     asyncio.get_event_loop().run_until_complete(node.broker.start(node))
@@ -101,9 +122,13 @@ def test_fast_paths_reply_exactly_like_the_general_path(
     commands = [*GOOD, *extra, PUBLISH]
     fast = _call(_endpoint(sync=True), commands)
     asynchronous = _call(_endpoint(sync=False), commands)
+    batching = _BatchingBroker()
+    batched = _call(_endpoint(sync=False, broker=batching), commands)
     monkeypatch.setattr(api_http, "decode_typed_batch", lambda body: None)
     general = _call(_endpoint(sync=True), commands)
-    assert fast == asynchronous == general
+    assert fast == asynchronous == batched == general
+    if not extra:
+        assert batching.calls == [3, 2, 1, 1]  # one call per run of publications, one per broadcast
     status, body = fast
     assert status == 200 and len(body["replies"]) == len(commands)
     codes = [reply.get("error", {}).get("code") for reply in body["replies"]]
@@ -120,3 +145,23 @@ def test_batch_publications_are_counted(loop: Any) -> None:
     assert metrics.registry.get_sample_value("api_requests_total", {"method": "publish", "result": "error"}) == 1
     assert metrics.registry.get_sample_value("events_published_total", {"namespace": "tenant"}) == 2
     assert metrics.registry.get_sample_value("event_publish_duration_seconds_count", {}) == 2
+
+
+def test_a_publication_the_engine_fails_fails_alone(loop: Any) -> None:
+    endpoint = _endpoint(sync=False, broker=_BatchingBroker(frozenset({"tenant:2:x"})))
+    one = {"publish": {"channel": "tenant:2:x", "data": {}}}
+    status, body = _call(
+        endpoint, [PUBLISH, one, PUBLISH, {"broadcast": {"channels": ["tenant:2:x", "tenant:3:x"], "data": {}}}]
+    )
+    assert status == 200
+    error = {"error": {"code": 100, "message": "internal server error"}}
+    assert body["replies"][:3] == [
+        {"publish": {"offset": 1, "epoch": "E"}},
+        error,
+        {"publish": {"offset": 2, "epoch": "E"}},
+    ]
+    assert body["replies"][3] == {"broadcast": {"responses": [error, {"result": {"offset": 1, "epoch": "E"}}]}}
+    assert _call(endpoint, [one])[1]["replies"] == [error]
+    metrics = endpoint._executor.node.metrics
+    assert metrics.registry.get_sample_value("api_requests_total", {"method": "publish", "result": "ok"}) == 2
+    assert metrics.registry.get_sample_value("api_requests_total", {"method": "publish", "result": "error"}) == 2
