@@ -144,9 +144,9 @@ async def run_suite(args: argparse.Namespace, log: Any = print) -> dict[str, Any
         "targets": {},
         "rows": [],
     }
-    neo = registry["neoevents"]
-    if isinstance(neo, CentrifugoProtocolTarget):
-        neo.rev = args.neoevents_rev
+    for target in registry.values():  # neoevents and neoevents-redis
+        if isinstance(target, CentrifugoProtocolTarget) and target.kind == "neoevents":
+            target.rev = args.neoevents_rev
     for name in args.targets:
         target = registry[name]
         reason = target.unavailable()

@@ -190,18 +190,23 @@ class CentrifugoProtocolTarget(Target):
             subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
         return dest
 
-    def start(self, workdir: Path, cpus: list[int] | None) -> RunningTarget:
+    @contextlib.contextmanager
+    def code(self, workdir: Path) -> Iterator[None]:
+        """While starting servers: neoevents from ``self.rev`` (a clean export) when one is set."""
         saved = os.environ.get("PYTHONPATH")
         if self.kind == "neoevents" and self.rev:
             os.environ["PYTHONPATH"] = str(self._export(workdir))
         try:
-            with pinned(cpus):
-                server = start_server(self.kind, BENCH_OPTIONS, workdir)
+            yield
         finally:
             if saved is None:
                 os.environ.pop("PYTHONPATH", None)
             else:
                 os.environ["PYTHONPATH"] = saved
+
+    def start(self, workdir: Path, cpus: list[int] | None) -> RunningTarget:
+        with self.code(workdir), pinned(cpus):
+            server = start_server(self.kind, BENCH_OPTIONS, workdir)
         stop = contextlib.ExitStack()
         stop.callback(server.stop)
         endpoint = Endpoint("centrifugo", HOST, server.port, "/connection/websocket", BENCH_OPTIONS.secret)
@@ -243,7 +248,7 @@ class RedisClusterTarget(CentrifugoProtocolTarget):
             for name in ("a", "b"):
                 node_dir = workdir / f"{self.name}-{name}"
                 node_dir.mkdir(parents=True, exist_ok=True)
-                with pinned(cpus):
+                with self.code(workdir), pinned(cpus):
                     server = start_server(self.kind, options, node_dir)
                 stop.callback(server.stop)
                 nodes.append(server)
