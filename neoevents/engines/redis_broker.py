@@ -11,9 +11,11 @@
 * This node receives a channel's events by subscribing to ``<prefix>.client.<channel>`` while it has local
   subscribers there (:meth:`subscribe` / :meth:`unsubscribe`, batched per event-loop iteration by the
   shard), and control messages on ``<prefix>.control``.
-* Arriving messages are decoded and positions checked in :mod:`~neoevents.engines.redis_receiver`: a gap,
-  a new epoch or a re-established PUB/SUB connection calls the handler's ``handle_insufficient_state``
-  (the node then unsubscribes the channel's positioned subscribers with 2500, and the SDKs recover).
+* Arriving messages are decoded and positions checked in :mod:`~neoevents.engines.redis_receiver`: a gap
+  or a new epoch calls the handler's ``handle_insufficient_state`` (the node then unsubscribes the channel's
+  positioned subscribers with 2500, and the SDKs recover). After the PUB/SUB connection was re-established,
+  each channel's stream position is read and compared with the last one seen, and only the channels that
+  missed publications are reported (or those whose position is unknown or cannot be read).
 * Failures raise :class:`~neoevents.engines.base.EngineError` (code 100) from ``publish``, ``history``,
   ``remove_history`` and ``subscribe``; ``publish_join``, ``publish_leave`` and ``unsubscribe`` are best
   effort and never raise, since nobody could act on their failure.
@@ -50,6 +52,7 @@ log = logging.getLogger("neoevents.redis")
 DEFAULT_META_TTL: Final = 30 * 86400
 PUBLISHED: Final = (NO_POSITION, False)  # the result of a publication without history
 CACHE_SIZE: Final = 10_000  # channels whose encoded publish command heads are kept
+RESUBSCRIBE_CHECKS: Final = 256  # stream positions read at a time after PUB/SUB was re-established
 
 
 def _seconds(value: float) -> int:
@@ -72,6 +75,7 @@ class RedisBroker:
         self._control = (prefix + ".control").encode()
         self._start_wait = start_wait
         self._receiver = Receiver(self._control)
+        self._checks: set[asyncio.Task[None]] = set()
         self._epoch = new_epoch()  # offered to the scripts for a stream without one; renewed once taken
         self._publish_heads: dict[str, bytes] = {}
         self._plans: dict[tuple[str, int, float, float, bool], _ScriptCall] = {}
@@ -79,7 +83,7 @@ class RedisBroker:
             RedisShard(
                 address,
                 on_message=self._receiver.on_message,
-                on_resubscribed=self._receiver.resubscribed,
+                on_resubscribed=self._resubscribed,
                 always_subscribed=(self._control,) if index == 0 else (),
                 timeout=timeout,
             )
@@ -100,6 +104,8 @@ class RedisBroker:
 
     async def close(self) -> None:
         self._receiver.handler = None
+        for task in self._checks:
+            task.cancel()
         await asyncio.gather(*(shard.close() for shard in self.shards))
 
     # ---- PUB/SUB -------------------------------------------------------------------------------
@@ -115,6 +121,28 @@ class RedisBroker:
         key = (self._client_prefix + channel).encode()
         self.shard(channel).unsubscribe(key)
         self._receiver.remove(key, channel)
+
+    def _resubscribed(self, keys: list[bytes]) -> None:
+        channels = self._receiver.resubscribed(keys)
+        if channels:
+            task = asyncio.get_running_loop().create_task(self._check_positions(channels))
+            self._checks.add(task)
+            task.add_done_callback(self._checks.discard)
+
+    async def _check_positions(self, channels: list[str]) -> None:
+        """Compare re-subscribed channels with their streams, ``RESUBSCRIBE_CHECKS`` reads at a time."""
+        limit = asyncio.Semaphore(RESUBSCRIBE_CHECKS)
+
+        async def check(channel: str) -> None:
+            async with limit:
+                try:
+                    _, top = await self.history(channel, HistoryFilter(limit=0))
+                except EngineError:
+                    self._receiver.checked(channel, None)
+                    return
+                self._receiver.checked(channel, top)
+
+        await asyncio.gather(*(check(channel) for channel in channels))
 
     # ---- publishing ----------------------------------------------------------------------------
 
@@ -276,7 +304,7 @@ class RedisBroker:
             # Publications up to this position may still be on their way over PUB/SUB: let them arrive
             # first, so that what comes afterwards is newer than the position returned.
             await shard.pubsub_barrier()
-            self._receiver.seen(channel, epoch)
+            self._receiver.seen(channel, StreamPosition(offset, epoch))
         pubs = _publications(reply[2]) if include and len(reply) > 2 and reply[2] else []
         return pubs, StreamPosition(offset, epoch)
 

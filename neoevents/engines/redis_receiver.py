@@ -2,9 +2,12 @@
 
 Every channel this node subscribed to is known here by its PUB/SUB name. A publication with history carries
 its position (``__p1:<offset>:<epoch>__``); the last position seen per channel tells whether the next one
-follows it. When it does not (an offset skipped, or a new epoch: the stream was lost and started again), or
-when the PUB/SUB connection itself was lost and re-established, the handler's
-``handle_insufficient_state(channel)`` is called, before the publication is delivered.
+follows it. When it does not (an offset skipped, or a new epoch: the stream was lost and started again), the
+handler's ``handle_insufficient_state(channel)`` is called, before the publication is delivered.
+
+When the PUB/SUB connection was lost and re-established, publications may have been missed meanwhile; the
+broker compares each channel's last seen position with its stream (:meth:`Receiver.resubscribed` says which
+channels need that, and which cannot be checked) and reports only the channels that really missed some.
 """
 
 from __future__ import annotations
@@ -45,20 +48,48 @@ class Receiver:
         self.names.pop(key, None)
         self._positions.pop(channel, None)
 
-    def seen(self, channel: str, epoch: str) -> None:
-        """The stream's epoch as a history read found it, when nothing came over PUB/SUB yet."""
-        self._positions.setdefault(channel, (UNKNOWN_OFFSET, epoch))
+    def seen(self, channel: str, position: StreamPosition) -> None:
+        """The stream's position as a history read found it (every publication up to it has been handled),
+        when nothing came over PUB/SUB yet."""
+        self._positions.setdefault(channel, (position.offset, position.epoch))
 
-    def resubscribed(self, keys: list[bytes]) -> None:
-        """The PUB/SUB connection was re-established: anything may have been missed meanwhile."""
+    def position(self, channel: str) -> tuple[int, str] | None:
+        """The last position seen for ``channel`` (offset, epoch), if any."""
+        return self._positions.get(channel)
+
+    def resubscribed(self, keys: list[bytes]) -> list[str]:
+        """The PUB/SUB connection was re-established and ``keys`` subscribed again. Channels whose position
+        is unknown may have missed anything: they are reported at once. The others are returned, for the
+        broker to compare with their streams (:meth:`checked`)."""
         handler = self.handler
+        to_check = []
         for key in keys:
             channel = self.names.get(key)
             if channel is None:
                 continue
+            last = self._positions.get(channel)
+            if last is not None and last[0] != UNKNOWN_OFFSET:
+                to_check.append(channel)
+                continue
             self._positions.pop(channel, None)
             if handler is not None:
                 handler.handle_insufficient_state(channel)
+        return to_check
+
+    def checked(self, channel: str, top: StreamPosition | None) -> None:
+        """The stream of a re-subscribed channel is at ``top`` (None: it could not be read), and everything
+        published up to it has arrived: report the channel if it is ahead of what this node saw."""
+        last = self._positions.get(channel)
+        if last is None:
+            return  # unsubscribed meanwhile (the position goes with the subscription)
+        if top is not None and last[1] == top.epoch and last[0] >= top.offset:
+            return
+        if top is None:
+            self._positions.pop(channel, None)
+        else:
+            self._positions[channel] = (top.offset, top.epoch)
+        if self.handler is not None:
+            self.handler.handle_insufficient_state(channel)
 
     def on_message(self, key: bytes, data: bytes) -> None:
         channel = self.names.get(key)

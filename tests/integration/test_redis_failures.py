@@ -173,6 +173,43 @@ async def test_a_gap_or_a_new_epoch_on_pubsub_is_reported(
     assert events.insufficient == ["c", "c"]
 
 
+async def test_a_pubsub_reconnect_reports_only_channels_that_missed_publications(
+    engine: tuple[RedisBroker, RedisPresenceManager, Events],
+) -> None:
+    broker, _, events = engine
+    for channel in ("quiet", "missed"):
+        await broker.subscribe(channel)
+        await broker.publish(channel, b"{}", HISTORY)
+    await until(lambda: len(events.pubs) == 2)
+    shard = broker.shards[0]
+    lost = shard.pubsub
+    # Drop the PUB/SUB connection and publish to "missed" in the same write, before the node can subscribe again.
+    await asyncio.gather(shard.call("CLIENT", "KILL", "TYPE", "pubsub"), broker.publish("missed", b"{}", HISTORY))
+    await until(lambda: connected(broker) and shard.pubsub is not lost)
+    await until(lambda: events.insufficient == ["missed"])
+    await asyncio.sleep(0.2)
+    assert events.insufficient == ["missed"]  # "quiet" missed nothing: its subscribers keep their subscriptions
+    assert len(events.pubs) == 2
+    await broker.publish("quiet", b"{}", HISTORY)
+    await broker.publish("missed", b"{}", HISTORY)
+    await until(lambda: len(events.pubs) == 4)
+    assert [pub.offset for _, pub, _ in events.pubs] == [1, 1, 2, 3]
+    assert events.insufficient == ["missed"]
+
+
+async def test_a_pubsub_reconnect_reports_a_channel_whose_stream_cannot_be_read(
+    engine: tuple[RedisBroker, RedisPresenceManager, Events], redis_server: RedisServer
+) -> None:
+    broker, _, events = engine
+    await broker.subscribe("c")
+    await broker.publish("c", b"{}", HISTORY)
+    await until(lambda: len(events.pubs) == 1)
+    redis_server.kill()
+    await until(lambda: not connected(broker))
+    redis_server.start()  # an empty Redis: the stream is gone, a new epoch starts
+    await until(lambda: events.insufficient == ["c"])
+
+
 async def test_presence_is_refreshed_by_its_node_and_expires_without_it(
     engine: tuple[RedisBroker, RedisPresenceManager, Events], redis_server: RedisServer
 ) -> None:
