@@ -48,7 +48,7 @@ test: $(STAMP) deps-system deps-node deps-bench-node centrifugo lint typecheck
 
 proto: $(STAMP)
 	$(PY) -m pip install -q grpcio-tools==1.85.1
-	$(PY) -m grpc_tools.protoc -I. --python_out=. neoevents/protocol/client.proto
+	$(PY) -m grpc_tools.protoc -I. --python_out=. neoevents/protocol/client.proto neoevents/protocol/control.proto
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

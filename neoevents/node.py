@@ -20,6 +20,7 @@ from msgspec import Raw
 
 from neoevents.auth.rules import AccessRules, Identity
 from neoevents.auth.tokens import TokenVerifier
+from neoevents.cluster import Cluster
 from neoevents.config import Config, NamespaceOptions
 from neoevents.engines.base import Broker, HistoryFilter, PresenceManager, PublishOptions, StreamPosition
 from neoevents.exceptions import ProtocolError
@@ -88,7 +89,7 @@ class Node:
         self.hub = Hub()
         self.ids = IdGenerator()
         self.started_at = time.time()
-        self.name = "neoevents"
+        self.cluster = Cluster(self)
         self._namespaces: dict[str, NamespaceOptions] = {ns.name: ns for ns in config.namespaces}
         self._namespaces[""] = config.channel
         self.clients: dict[str, Client] = {}
@@ -118,6 +119,7 @@ class Node:
     async def start(self) -> None:
         await self.broker.start(self)
         self._ticker = asyncio.get_running_loop().create_task(self._tick_forever())
+        self.cluster.start()
 
     async def shutdown(self) -> None:
         """Close every client with 3001 (reconnect) and stop the engine."""
@@ -125,6 +127,7 @@ class Node:
             client.disconnect(codes.DISCONNECT_SHUTDOWN)
         if self._ticker is not None:
             self._ticker.cancel()
+        self.cluster.stop()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=2)
         await self.broker.close()
@@ -585,7 +588,7 @@ class Node:
         self.hub.broadcast_leave(channel, info)
 
     def handle_control(self, data: bytes) -> None:
-        return None
+        self.cluster.handle(data)
 
     def handle_insufficient_state(self, channel: str) -> None:
         """Publications of ``channel`` may have been lost before this node: positioned subscribers recover."""
@@ -713,17 +716,5 @@ class Node:
             sweep()
 
     def info(self) -> dict[str, Any]:
-        uptime = int(time.time() - self.started_at)
-        info: dict[str, Any] = {
-            "uid": self.name,
-            "name": self.name,
-            "version": "neoevents",
-            "num_clients": len(self.clients),
-            "num_users": len(self.users),
-            "num_channels": len(self.hub.channels()),
-            "num_subs": self.hub.num_subscriptions(),
-            "metrics": {"interval": 60, "items": {}},
-        }
-        if uptime:
-            info["uptime"] = uptime
-        return info
+        """This node's entry of the ``info`` API (see :meth:`Cluster.nodes` for the whole cluster)."""
+        return self.cluster.local_info()

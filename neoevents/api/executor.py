@@ -297,12 +297,12 @@ class Executor:
 
     async def subscribe(self, p: SubscribeParams, who: ApiUser | None = None) -> dict[str, Any]:
         self._check_channel(p.channel, "subscribe", who)
-        await self.node.subscribe_user(p.user, p.channel, p.client, info=bytes(p.info), data=bytes(p.data))
+        await self.node.cluster.subscribe(p.user, p.channel, p.client, info=bytes(p.info), data=bytes(p.data))
         return {}
 
     async def unsubscribe(self, p: UserChannelParams, who: ApiUser | None = None) -> dict[str, Any]:
         self._check_channel(p.channel)
-        await self.node.unsubscribe_user(p.user, p.channel, p.client)
+        await self.node.cluster.unsubscribe(p.user, p.channel, p.client)
         return {}
 
     async def disconnect(self, p: DisconnectParams, who: ApiUser | None = None) -> dict[str, Any]:
@@ -312,11 +312,11 @@ class Executor:
             if not (3000 <= code <= 4999):
                 raise _bad_request()
             disconnect = codes.Disconnect(code, p.disconnect.reason[:120])
-        self.node.disconnect_user(p.user, disconnect, p.client, tuple(p.whitelist))
+        await self.node.cluster.disconnect(p.user, disconnect, p.client, tuple(p.whitelist))
         return {}
 
     async def refresh(self, p: RefreshParams, who: ApiUser | None = None) -> dict[str, Any]:
-        self.node.refresh_user(p.user, p.client, p.expired, p.expire_at)
+        await self.node.cluster.refresh(p.user, p.client, p.expired, p.expire_at)
         return {}
 
     async def presence(self, p: ChannelParams, who: ApiUser | None = None) -> dict[str, Any]:
@@ -361,7 +361,7 @@ class Executor:
         return {"channels": {ch: {"num_clients": n} for ch, n in found.items()}}
 
     async def info(self, p: InfoParams, who: ApiUser | None = None) -> dict[str, Any]:
-        return {"nodes": [self.node.info()]}
+        return {"nodes": self.node.cluster.nodes()}
 
     def decode_batch(self, commands: list[dict[str, Raw]]) -> list[tuple[str, Struct | ProtocolError]]:
         """Decode each ``{"<method>": params}`` of a batch once, straight from its raw bytes into the method's

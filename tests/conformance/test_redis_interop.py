@@ -7,6 +7,7 @@ shared too. That is what lets a deployment move from Centrifugo to neoevents nod
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import pytest
@@ -65,3 +66,52 @@ async def test_centrifugo_and_neoevents_share_one_redis(
         neo_rec = recorders[0][1]
         await on_cf.client.disconnect()
         await wait_until(lambda: any(lv.info.user == "cf-user" for lv in neo_rec.of("leave")), "the leave")
+
+
+async def test_centrifugo_and_neoevents_nodes_form_one_cluster(
+    redis_server: RedisServer, server_factory: Callable[..., RunningServer]
+) -> None:
+    """Node info and server-side actions travel on the shared control channel, in Centrifugo's format."""
+    prefix = unique("cluster")
+    options = ServerOptions(
+        namespaces=NAMESPACES,
+        extra={"engine": "redis", "redis_address": [redis_server.address], "redis_prefix": prefix},
+        centrifugo_extra={"engine": {"type": "redis", "redis": {"address": [redis_server.address], "prefix": prefix}}},
+    )
+    centrifugo = server_factory("centrifugo", options)
+    neoevents = server_factory("neoevents", options)
+    neo_uid = (await api(neoevents, "info", {}))["nodes"][0]["uid"]
+    cf_uid = (await api(centrifugo, "info", {}))["nodes"][0]["uid"]
+
+    async def listed(server: RunningServer, uid: str) -> bool:
+        return any(node["uid"] == uid for node in (await api(server, "info", {}))["nodes"])
+
+    for server, uid in ((centrifugo, neo_uid), (neoevents, cf_uid)):
+        for _ in range(100):
+            if await listed(server, uid):
+                break
+            await asyncio.sleep(0.1)
+        assert await listed(server, uid)
+
+    channel = unique("chat:cluster-")
+    async with (
+        sdk_client(neoevents.ws_url, False, token=neoevents.token("on-neo")) as on_neo,
+        sdk_client(centrifugo.ws_url, True, token=centrifugo.token("on-cf")) as on_cf,
+    ):
+        for c in (on_neo, on_cf):
+            await c.client.connect()
+            await c.client.ready()
+        # Server-side subscribe and unsubscribe through the other server's API.
+        await api(centrifugo, "subscribe", {"user": "on-neo", "channel": channel})
+        await on_neo.events.wait("server_subscribed")
+        await api(neoevents, "subscribe", {"user": "on-cf", "channel": channel})
+        await on_cf.events.wait("server_subscribed")
+        await api(neoevents, "unsubscribe", {"user": "on-cf", "channel": channel})
+        await on_cf.events.wait("server_unsubscribed")
+        # Disconnect through the other server's API.
+        await api(centrifugo, "disconnect", {"user": "on-neo", "disconnect": {"code": 4501, "reason": "bye"}})
+        [gone] = await on_neo.events.wait("disconnected")
+        assert gone.code == 4501
+        await api(neoevents, "disconnect", {"user": "on-cf", "disconnect": {"code": 4502, "reason": "bye"}})
+        [gone] = await on_cf.events.wait("disconnected")
+        assert gone.code == 4502

@@ -155,3 +155,34 @@ async def test_lost_publications_resubscribe_positioned_subscribers_only(
     assert unsubscribe == {"channel": "chat:e", "unsubscribe": {"code": 2500, "reason": "insufficient state"}}
     assert list(client.subs) == ["plain:e"]
     await wait_for(lambda: publications(peek(transport), "plain:e") == [0])
+
+
+async def test_the_nodes_of_a_cluster_see_each_other(nodes: tuple[Node, Node]) -> None:
+    a, b = nodes
+    await connect(b, "on-b")
+    await wait_for(lambda: len(a.cluster.nodes()) == 2, timeout=10)
+    listed = {n["uid"]: n for n in a.cluster.nodes()}
+    assert list(listed) == [a.cluster.uid, b.cluster.uid]  # this node first
+    assert listed[b.cluster.uid]["num_clients"] in (0, 1)  # as of b's last announcement
+    await wait_for(lambda: {n["uid"]: n for n in a.cluster.nodes()}[b.cluster.uid]["num_clients"] == 1, timeout=10)
+
+
+async def test_server_side_actions_reach_the_clients_of_every_node(nodes: tuple[Node, Node]) -> None:
+    a, b = nodes
+    client, transport = await connect(b, "far")
+    await a.cluster.subscribe("far", "plain:x")
+    await wait_for(lambda: any(r.get("push", {}).get("subscribe") is not None for r in peek(transport)))
+    assert "plain:x" in client.subs
+    await a.cluster.unsubscribe("far", "plain:x")
+    await wait_for(lambda: "plain:x" not in client.subs)
+    await a.cluster.refresh("far", expire_at=2_000_000_000)
+    await wait_for(lambda: client.exp == 2_000_000_000)
+    await a.cluster.disconnect("far", codes.Disconnect(4000, "bye"))
+    await wait_for(lambda: transport.closed is not None)
+    assert transport.closed == codes.Disconnect(4000, "bye")
+    # A node carries out its own commands once: the one that sent them ignores their echo.
+    own, own_transport = await connect(a, "near")
+    await a.cluster.unsubscribe("near", "plain:none")
+    await asyncio.sleep(0.2)
+    pushes = [r for r in peek(own_transport) if "push" in r]
+    assert len(pushes) == 1

@@ -1,0 +1,230 @@
+"""The nodes of a cluster: who is there, and server-side actions that reach every node.
+
+Nodes sharing a broker (the Redis engine) talk over its control channel, in Centrifugo's control message
+format (:mod:`neoevents.protocol.control_pb2`), so that neoevents and Centrifugo nodes on one Redis form one
+cluster:
+
+* Every node announces itself (``Command.node``: its counts and uptime) every :data:`ANNOUNCE_INTERVAL`
+  seconds; the ``info`` API lists the nodes heard from within :data:`NODE_EXPIRY` seconds, this one first.
+* The server API's ``disconnect``, ``unsubscribe``, ``subscribe`` and ``refresh`` act on this node's clients
+  and are sent to the others, which act on theirs. A node ignores its own commands (the memory engine hands
+  them straight back). Delivery is at most once, like everything on the control channel: a node that is not
+  connected to Redis at that moment misses the command.
+
+Commands this node cannot decode, or does not implement (surveys, notifications, label filters), are ignored
+and logged at most once a minute.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import uuid
+from typing import TYPE_CHECKING, Any, Final
+
+from google.protobuf.message import DecodeError
+
+from neoevents.protocol import codes, control_pb2
+
+pb: Any = control_pb2  # generated code, untyped
+
+if TYPE_CHECKING:
+    from neoevents.node import Node
+
+log = logging.getLogger("neoevents.cluster")
+
+ANNOUNCE_INTERVAL: Final = 3.0
+NODE_EXPIRY: Final = 3 * ANNOUNCE_INTERVAL + 1.0
+VERSION: Final = "neoevents"
+
+
+class Cluster:
+    """This node's view of the cluster, and the control commands it sends and carries out."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.uid = str(uuid.uuid4())
+        self.name = f"{socket.gethostname()}_{os.getpid()}"
+        self._others: dict[str, tuple[dict[str, Any], float]] = {}  # uid -> (info, monotonic time heard)
+        self._announcer: asyncio.Task[None] | None = None
+        self._ignored_logged = 0.0
+
+    # ---- life cycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._announcer = asyncio.get_running_loop().create_task(self._announce_forever())
+
+    def stop(self) -> None:
+        if self._announcer is not None:
+            self._announcer.cancel()
+            self._announcer = None
+
+    async def _announce_forever(self) -> None:
+        while True:
+            try:
+                await self.node.broker.publish_control(self._command(node=self._node_message()))
+            except Exception:  # Redis away (EngineError) or anything else: try again next time
+                log.debug("announcing this node failed", exc_info=True)
+            await asyncio.sleep(ANNOUNCE_INTERVAL)
+
+    # ---- who is there --------------------------------------------------------------------------
+
+    def local_info(self) -> dict[str, Any]:
+        node = self.node
+        info: dict[str, Any] = {
+            "uid": self.uid,
+            "name": self.name,
+            "version": VERSION,
+            "num_clients": len(node.clients),
+            "num_users": len(node.users),
+            "num_channels": len(node.hub.channels()),
+            "num_subs": node.hub.num_subscriptions(),
+            "metrics": {"interval": 60, "items": {}},
+        }
+        uptime = int(time.time() - node.started_at)
+        if uptime:
+            info["uptime"] = uptime
+        return info
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """This node, then every other node heard from within :data:`NODE_EXPIRY` seconds."""
+        now = time.monotonic()
+        for uid in [uid for uid, (_, heard) in self._others.items() if now - heard > NODE_EXPIRY]:
+            del self._others[uid]
+        return [self.local_info(), *(info for info, _ in self._others.values())]
+
+    def _node_message(self) -> Any:
+        info = self.local_info()
+        return pb.Node(
+            uid=self.uid,
+            name=self.name,
+            version=VERSION,
+            num_clients=info["num_clients"],
+            num_users=info["num_users"],
+            num_channels=info["num_channels"],
+            num_subs=info["num_subs"],
+            uptime=info.get("uptime", 0),
+            metrics=pb.Metrics(interval=60),
+        )
+
+    # ---- server-side actions -------------------------------------------------------------------
+
+    async def disconnect(
+        self, user: str, disconnect: codes.Disconnect, client: str = "", whitelist: tuple[str, ...] = ()
+    ) -> None:
+        self.node.disconnect_user(user, disconnect, client, whitelist)
+        await self._send(
+            disconnect=pb.Disconnect(
+                user=user,
+                client=client,
+                whitelist=list(whitelist),
+                code=disconnect.code,
+                reason=disconnect.reason,
+                reconnect=disconnect.reconnect,
+            )
+        )
+
+    async def unsubscribe(self, user: str, channel: str, client: str = "") -> None:
+        await self.node.unsubscribe_user(user, channel, client)
+        unsubscribe = codes.UNSUBSCRIBE_SERVER
+        await self._send(
+            unsubscribe=pb.Unsubscribe(
+                user=user, channel=channel, client=client, code=unsubscribe.code, reason=unsubscribe.reason
+            )
+        )
+
+    async def subscribe(
+        self, user: str, channel: str, client: str = "", *, info: bytes = b"", data: bytes = b""
+    ) -> None:
+        await self.node.subscribe_user(user, channel, client, info=info, data=data)
+        ns = self.node.namespace_for(channel)
+        assert ns is not None  # subscribe_user refuses unknown channels
+        await self._send(
+            subscribe=pb.Subscribe(
+                user=user,
+                channel=channel,
+                client=client,
+                channel_info=info,
+                data=data,
+                emit_presence=ns.presence,
+                emit_join_leave=ns.join_leave,
+                push_join_leave=ns.force_push_join_leave,
+                position=ns.force_positioning,
+                recover=ns.force_recovery,
+            )
+        )
+
+    async def refresh(self, user: str, client: str = "", expired: bool = False, expire_at: int = 0) -> None:
+        self.node.refresh_user(user, client, expired, expire_at)
+        await self._send(refresh=pb.Refresh(user=user, client=client, expired=expired, expire_at=expire_at))
+
+    def _command(self, **fields: Any) -> bytes:
+        return bytes(pb.Command(uid=self.uid, **fields).SerializeToString())
+
+    async def _send(self, **fields: Any) -> None:
+        await self.node.broker.publish_control(self._command(**fields))
+
+    # ---- commands from the other nodes ---------------------------------------------------------
+
+    def handle(self, data: bytes) -> None:
+        """Carry out a command from another node (the broker's control channel)."""
+        try:
+            cmd = pb.Command.FromString(data)
+        except DecodeError:
+            self._ignored("undecodable control message")
+            return
+        if cmd.uid == self.uid:
+            return
+        node = self.node
+        if cmd.HasField("node"):
+            self._heard(cmd.node)
+        elif cmd.HasField("disconnect"):
+            d = cmd.disconnect
+            if self._unsupported(d):
+                return
+            reason = d.reason or codes.DISCONNECT_FORCE_NO_RECONNECT.reason
+            disconnect = codes.Disconnect(d.code, reason) if d.code else codes.DISCONNECT_FORCE_NO_RECONNECT
+            node.disconnect_user(d.user, disconnect, d.client, tuple(d.whitelist))
+        elif cmd.HasField("unsubscribe"):
+            u = cmd.unsubscribe
+            if not self._unsupported(u):
+                node.spawn(node.unsubscribe_user(u.user, u.channel, u.client))
+        elif cmd.HasField("subscribe"):
+            s = cmd.subscribe
+            if not self._unsupported(s) and node.namespace_for(s.channel) is not None:
+                node.spawn(node.subscribe_user(s.user, s.channel, s.client, info=s.channel_info, data=s.data))
+        elif cmd.HasField("refresh"):
+            r = cmd.refresh
+            if not self._unsupported(r):
+                node.refresh_user(r.user, r.client, r.expired, r.expire_at)
+
+    def _heard(self, n: Any) -> None:
+        info: dict[str, Any] = {
+            "uid": n.uid,
+            "name": n.name,
+            "version": n.version,
+            "num_clients": n.num_clients,
+            "num_users": n.num_users,
+            "num_channels": n.num_channels,
+            "num_subs": n.num_subs,
+            "metrics": {"interval": n.metrics.interval, "items": dict(n.metrics.items)},
+        }
+        if n.uptime:
+            info["uptime"] = n.uptime
+        self._others[n.uid] = (info, time.monotonic())
+
+    def _unsupported(self, msg: Any) -> bool:
+        """Session- or label-targeted and all-users commands are not carried out here."""
+        if msg.session or msg.all_users or msg.HasField("label_filter"):
+            self._ignored("control command targeting sessions, labels or all users")
+            return True
+        return False
+
+    def _ignored(self, what: str) -> None:
+        now = time.monotonic()
+        if now - self._ignored_logged > 60:
+            self._ignored_logged = now
+            log.warning("ignored a %s from another node", what)
