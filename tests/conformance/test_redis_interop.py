@@ -19,17 +19,22 @@ from tests.support.servers import RunningServer, ServerOptions
 pytestmark = pytest.mark.differential
 
 
+def _mixed_cluster(
+    redis: RedisServer, server_factory: Callable[..., RunningServer], prefix: str
+) -> tuple[RunningServer, RunningServer]:
+    """A Centrifugo and a neoevents node on ``redis``, with the same key prefix."""
+    options = ServerOptions(
+        namespaces=NAMESPACES,
+        extra={"engine": "redis", "redis_address": [redis.address], "redis_prefix": prefix},
+        centrifugo_extra={"engine": {"type": "redis", "redis": {"address": [redis.address], "prefix": prefix}}},
+    )
+    return server_factory("centrifugo", options), server_factory("neoevents", options)
+
+
 async def test_centrifugo_and_neoevents_share_one_redis(
     redis_server: RedisServer, server_factory: Callable[..., RunningServer]
 ) -> None:
-    prefix = unique("mixed")
-    options = ServerOptions(
-        namespaces=NAMESPACES,
-        extra={"engine": "redis", "redis_address": [redis_server.address], "redis_prefix": prefix},
-        centrifugo_extra={"engine": {"type": "redis", "redis": {"address": [redis_server.address], "prefix": prefix}}},
-    )
-    centrifugo = server_factory("centrifugo", options)
-    neoevents = server_factory("neoevents", options)
+    centrifugo, neoevents = _mixed_cluster(redis_server, server_factory, unique("mixed"))
     channel = unique("chat:mixed-")
     async with (
         sdk_client(neoevents.ws_url, False, token=neoevents.token("neo-user")) as on_neo,
@@ -72,14 +77,7 @@ async def test_centrifugo_and_neoevents_nodes_form_one_cluster(
     redis_server: RedisServer, server_factory: Callable[..., RunningServer]
 ) -> None:
     """Node info and server-side actions travel on the shared control channel, in Centrifugo's format."""
-    prefix = unique("cluster")
-    options = ServerOptions(
-        namespaces=NAMESPACES,
-        extra={"engine": "redis", "redis_address": [redis_server.address], "redis_prefix": prefix},
-        centrifugo_extra={"engine": {"type": "redis", "redis": {"address": [redis_server.address], "prefix": prefix}}},
-    )
-    centrifugo = server_factory("centrifugo", options)
-    neoevents = server_factory("neoevents", options)
+    centrifugo, neoevents = _mixed_cluster(redis_server, server_factory, unique("cluster"))
     neo_uid = (await api(neoevents, "info", {}))["nodes"][0]["uid"]
     cf_uid = (await api(centrifugo, "info", {}))["nodes"][0]["uid"]
 
