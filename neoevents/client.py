@@ -180,7 +180,7 @@ class Client:
             self.disconnect(codes.DISCONNECT_BAD_REQUEST)
             return
         self._busy = True
-        self.node.spawn(self._process(commands, ok))
+        self.node.run(self._process(commands, ok))
 
     def on_closed(self) -> None:
         """The connection is gone (either side closed it)."""
@@ -341,7 +341,9 @@ class Client:
             self.roles = claims.roles
             self.identity = node.rules.identity(claims.user, claims.payload)
             self.exp = claims.exp if claims.expire_at is None else claims.expire_at
-            channels = claims.channels + tuple(ch for ch in claims.subs if ch not in claims.channels)
+            channels = claims.channels
+            if claims.subs:
+                channels += tuple(ch for ch in claims.subs if ch not in claims.channels)
         elif config.client_insecure or config.client_anonymous:
             self.user = ""
         else:
@@ -414,7 +416,7 @@ class Client:
             node.authorize(self, channel, ns, "subscribe", sub_token=True)
         else:
             node.authorize(self, channel, ns, "subscribe")
-        result = await self._subscribe_channel(channel, req, server_side=False, chan_info=chan_info)
+        result = await self._subscribe_channel(channel, req, server_side=False, chan_info=chan_info, ns=ns)
         if expire_at:
             ttl = min(expire_at - int(time.time()), MAX_TTL)
             if ttl <= 0:
@@ -427,13 +429,21 @@ class Client:
         return Reply(subscribe=result)
 
     async def _subscribe_channel(
-        self, channel: str, req: SubscribeRequest, *, server_side: bool, chan_info: bytes = b""
+        self,
+        channel: str,
+        req: SubscribeRequest,
+        *,
+        server_side: bool,
+        chan_info: bytes = b"",
+        ns: NamespaceOptions | None = None,
     ) -> SubscribeResult:
-        """Register the subscription, recover if asked, and build the result (shared by both paths)."""
+        """Register the subscription, recover if asked, and build the result (shared by both paths);
+        ``ns`` is the channel's namespace when the caller has already looked it up."""
         node = self.node
-        ns = node.namespace_for(channel)
         if ns is None:
-            raise ProtocolError(codes.ERROR_UNKNOWN_CHANNEL)
+            ns = node.namespace_for(channel)
+            if ns is None:
+                raise ProtocolError(codes.ERROR_UNKNOWN_CHANNEL)
         sub = Subscription()
         sub.server_side = server_side
         sub.join_leave = (req.join_leave or server_side or ns.force_push_join_leave) and ns.join_leave

@@ -13,7 +13,8 @@ import heapq
 import logging
 import random
 import time
-from collections.abc import Callable, Coroutine, Mapping
+import types
+from collections.abc import Callable, Coroutine, Generator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from msgspec import Raw
@@ -52,6 +53,29 @@ _ACTIONS = ("subscribe", "publish", "history", "presence")
 
 # Marks the place of possibly lost publications among those held for a joining subscriber.
 _GAP: tuple[Publication, StreamPosition] = (Publication(), StreamPosition())
+
+
+@types.coroutine
+def _continue(coro: Coroutine[Any, Any, Any], pending: Any) -> Generator[Any, Any, Any]:
+    """Drive ``coro``, suspended on ``pending`` (what it yielded), to its end: what the awaiting task
+    sends or throws in is passed on, as if the task had been running ``coro`` from the start."""
+    while True:
+        try:
+            value = yield pending
+        except BaseException as exc:
+            try:
+                pending = coro.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+        else:
+            try:
+                pending = coro.send(value)
+            except StopIteration as stop:
+                return stop.value
+
+
+async def _resumed(coro: Coroutine[Any, Any, Any], pending: Any) -> Any:
+    return await _continue(coro, pending)
 
 
 class Subject(Protocol):
@@ -134,6 +158,20 @@ class Node:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
+
+    def run(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coro`` now, up to its first suspension; if it suspends, it goes on as a task (as with
+        :meth:`spawn`). A command that needs no I/O (the memory engine, tokens with keys in memory) is
+        then handled in the callback that received it: no task, no extra loop iteration. Until it
+        suspends the coroutine runs outside any task (:func:`asyncio.current_task` is None there)."""
+        try:
+            first = coro.send(None)
+        except StopIteration:
+            return
+        except Exception:
+            log.error("background task failed", exc_info=True)
+            return
+        self.spawn(_resumed(coro, first))
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
@@ -313,11 +351,11 @@ class Node:
         )
         # Until the reply is out, the channel's publications for this subscriber are held back (_joined).
         self._joining.setdefault(channel, {})[client] = []
-        info = client.client_info(sub.info)
+        info = client.client_info(sub.info) if ns.presence or ns.join_leave else None
         try:
             if not self.hub.num_subscribers(channel):
                 await self.broker.subscribe(channel)
-            if ns.presence:
+            if info is not None and ns.presence:
                 await self.presence.add_presence(channel, client.id, info)
             if req.recover:
                 result.was_recovering = True
@@ -337,7 +375,7 @@ class Node:
             await self._abandon_join(client, channel, sub, ns.presence)
             raise
         client.after_reply(self._joined(client, channel, sub, result))
-        if ns.join_leave:
+        if info is not None and ns.join_leave:
             # Announced once the subscriber has its subscribe reply, so it can receive its own join.
             client.after_reply(self.broker.publish_join(channel, info))
         self.metrics.subscriptions += 1

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import binascii
-import hashlib
 import hmac
 import logging
 import math
@@ -73,11 +72,7 @@ JWKS_MIN_REFETCH: Final = 10.0
 JWKS_TIMEOUT: Final = 5.0
 JWKS_MAX_BYTES: Final = 1024 * 1024
 
-_HMAC_DIGESTS: Final[dict[str, Callable[[], Any]]] = {
-    "HS256": hashlib.sha256,
-    "HS384": hashlib.sha384,
-    "HS512": hashlib.sha512,
-}
+_HMAC_DIGESTS: Final[dict[str, str]] = {"HS256": "sha256", "HS384": "sha384", "HS512": "sha512"}
 _EC_CURVES: Final[dict[str, type[ec.EllipticCurve]]] = {
     "ES256": ec.SECP256R1,
     "ES384": ec.SECP384R1,
@@ -118,30 +113,32 @@ class _KeyNotCached(TokenError):
         self.kid = kid
 
 
-@dataclass(frozen=True, slots=True)
-class ConnectClaims:
+class ConnectClaims(msgspec.Struct, frozen=True, gc=False):
+    """What a verified connection token grants (immutable)."""
+
     user: str
     exp: int = 0
     info: bytes = b""
     channels: tuple[str, ...] = ()
-    subs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    subs: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
     expire_at: int | None = None
     meta: bytes = b""
     tenant_id: str = ""
     roles: tuple[str, ...] = ()
     # Every claim of the verified token, for the channel rules (neoevents.auth.rules).
-    payload: dict[str, Any] = field(default_factory=dict)
+    payload: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class SubscribeClaims:
+class SubscribeClaims(msgspec.Struct, frozen=True, gc=False):
+    """What a verified subscription token grants (immutable)."""
+
     user: str
     channel: str
     exp: int = 0
     info: bytes = b""
     data: bytes = b""
     expire_at: int | None = None
-    override: dict[str, Any] = field(default_factory=dict)
+    override: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
 def _json_bytes(value: Any) -> bytes:
@@ -153,13 +150,19 @@ def _json_bytes(value: Any) -> bytes:
 # ---- parsing ------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
 class _Parsed:
-    header: dict[str, Any]
-    payload: dict[str, Any]
-    signing_input: bytes
-    signature: bytes
-    alg: str
+    """A token split and decoded (not yet verified)."""
+
+    __slots__ = ("alg", "header", "payload", "signature", "signing_input")
+
+    def __init__(
+        self, header: dict[str, Any], payload: dict[str, Any], signing_input: bytes, signature: bytes, alg: str
+    ) -> None:
+        self.header = header
+        self.payload = payload
+        self.signing_input = signing_input
+        self.signature = signature
+        self.alg = alg
 
 
 def _b64decode(segment: bytes) -> bytes:
@@ -222,7 +225,8 @@ class _Key:
     """One verification key and the algorithms it may verify."""
 
     algorithms: frozenset[str]
-    secret: bytes = b""  # HMAC keys
+    # HMAC keys: per algorithm, an HMAC already keyed with the secret; each verification continues a copy.
+    macs: Mapping[str, hmac.HMAC] = field(default_factory=dict)
     public: Any = None  # public-key objects (cryptography)
 
     def verify(self, token: _Parsed) -> bool:
@@ -230,8 +234,9 @@ class _Key:
         if alg not in self.algorithms:
             return False
         if self.public is None:
-            digest = hmac.new(self.secret, token.signing_input, _HMAC_DIGESTS[alg]).digest()
-            return hmac.compare_digest(digest, token.signature)
+            mac = self.macs[alg].copy()
+            mac.update(token.signing_input)
+            return hmac.compare_digest(mac.digest(), token.signature)
         return bool(_ALGORITHMS[alg].verify(token.signing_input, self.public, token.signature))
 
 
@@ -253,7 +258,9 @@ def _public_key(pem: str, algorithms: tuple[str, ...]) -> _Key:
 
 
 def _hmac_key(secret: str, algorithms: tuple[str, ...]) -> _Key:
-    return _Key(frozenset(algorithms) & frozenset(HMAC_ALGORITHMS), secret=secret.encode())
+    allowed = frozenset(algorithms) & frozenset(HMAC_ALGORITHMS)
+    key = secret.encode()
+    return _Key(allowed, macs={alg: hmac.new(key, digestmod=_HMAC_DIGESTS[alg]) for alg in allowed})
 
 
 _JWK_PUBLIC_FIELDS: Final[dict[str, tuple[str, ...]]] = {
