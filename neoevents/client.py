@@ -94,6 +94,11 @@ def _method_of(cmd: Command) -> str | None:
     return None
 
 
+def _failure(what: codes.ErrorCode | codes.Disconnect) -> ProtocolError | DisconnectError:
+    """The exception for an error reply or a disconnect."""
+    return DisconnectError(what) if isinstance(what, codes.Disconnect) else ProtocolError(what)
+
+
 class Subscription:
     """One channel of one client."""
 
@@ -292,14 +297,15 @@ class Client:
 
     # ---- handlers ------------------------------------------------------------------------------
 
-    async def _connection_claims(self, token: str, *, expired: ProtocolError | DisconnectError) -> ConnectClaims:
-        """Verify a connection token (connect and refresh); ``expired`` is what an expired token gets."""
+    async def _connection_claims(self, token: str, *, expired: codes.ErrorCode | codes.Disconnect) -> ConnectClaims:
+        """Verify a connection token (connect and refresh); ``expired`` is what an expired token gets (an error
+        reply or a disconnect)."""
         node = self.node
         try:
             return await node.tokens.verify_connect_async(token)
         except TokenExpired as exc:
             node.metrics.auth_failure("token_expired")
-            raise expired from exc
+            raise _failure(expired) from exc
         except SigningKeyUnavailable as exc:
             raise ProtocolError(codes.ERROR_INTERNAL) from exc
         except TokenError as exc:
@@ -308,7 +314,7 @@ class Client:
             raise DisconnectError(codes.DISCONNECT_INVALID_TOKEN) from exc
 
     async def _subscription_claims(
-        self, token: str, channel: str, *, invalid: ProtocolError | DisconnectError
+        self, token: str, channel: str, *, invalid: codes.ErrorCode | codes.Disconnect
     ) -> SubscribeClaims:
         """Verify a subscription token for ``channel`` (subscribe and sub_refresh); ``invalid`` is what a
         token that does not verify gets; a token for another channel or user always ends the connection."""
@@ -321,7 +327,7 @@ class Client:
             raise ProtocolError(codes.ERROR_INTERNAL) from exc
         except TokenError as exc:
             node.metrics.auth_failure("invalid_subscription_token")
-            raise invalid from exc
+            raise _failure(invalid) from exc
         if claims.channel != channel or claims.user != self.user:
             node.metrics.auth_failure("subscription_token_mismatch")
             raise DisconnectError(codes.DISCONNECT_INVALID_TOKEN)
@@ -334,7 +340,7 @@ class Client:
         config = node.config
         channels: tuple[str, ...] = ()
         if req.token:
-            claims = await self._connection_claims(req.token, expired=ProtocolError(codes.ERROR_TOKEN_EXPIRED))
+            claims = await self._connection_claims(req.token, expired=codes.ERROR_TOKEN_EXPIRED)
             self.user = claims.user
             self.info = claims.info
             self.tenant_id = claims.tenant_id
@@ -408,9 +414,7 @@ class Client:
         chan_info = b""
         if req.token:
             # As the reference does: a bad subscription token fails the subscribe (103).
-            claims = await self._subscription_claims(
-                req.token, channel, invalid=ProtocolError(codes.ERROR_PERMISSION_DENIED)
-            )
+            claims = await self._subscription_claims(req.token, channel, invalid=codes.ERROR_PERMISSION_DENIED)
             expire_at = claims.expire_at if claims.expire_at is not None else claims.exp
             chan_info = claims.info
             node.authorize(self, channel, ns, "subscribe", sub_token=True)
@@ -526,7 +530,7 @@ class Client:
         node = self.node
         if not req.token:
             raise DisconnectError(codes.DISCONNECT_BAD_REQUEST)
-        claims = await self._connection_claims(req.token, expired=DisconnectError(codes.DISCONNECT_EXPIRED))
+        claims = await self._connection_claims(req.token, expired=codes.DISCONNECT_EXPIRED)
         if claims.user != self.user:
             node.metrics.auth_failure("refresh_user_mismatch")
             raise DisconnectError(codes.DISCONNECT_INVALID_TOKEN)
@@ -553,9 +557,7 @@ class Client:
         if not req.token:
             raise DisconnectError(codes.DISCONNECT_BAD_REQUEST)
         # As the reference does: a bad token on refresh ends the connection (3500).
-        claims = await self._subscription_claims(
-            req.token, req.channel, invalid=DisconnectError(codes.DISCONNECT_INVALID_TOKEN)
-        )
+        claims = await self._subscription_claims(req.token, req.channel, invalid=codes.DISCONNECT_INVALID_TOKEN)
         sub.expire_at = claims.expire_at if claims.expire_at is not None else claims.exp
         if sub.expire_at:
             node.schedule_subscription_expiry(self, req.channel, sub.expire_at)

@@ -284,9 +284,13 @@ class Node:
     def on_client_connected(self, client: Client) -> None:
         self._pending.pop(client, None)
         self.clients[client.id] = client
-        self.users.setdefault(client.user, set()).add(client)
-        # The first ping comes between half an interval and a full interval after connect.
-        delay = random.randint((self._wheel_size + 1) // 2, self._wheel_size)
+        users = self.users.get(client.user)
+        if users is None:
+            users = self.users[client.user] = set()
+        users.add(client)
+        # The first ping comes between half an interval and a full interval after connect (uniformly).
+        first = (self._wheel_size + 1) // 2
+        delay = first + int(random.random() * (self._wheel_size - first + 1))
         slot = (self._tick_count + delay) % self._wheel_size
         self._wheel[slot].add(client)
         self._slot_of[client] = slot

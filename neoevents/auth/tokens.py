@@ -220,9 +220,9 @@ def _number(claims: Mapping[str, Any], name: str) -> float:
 # ---- keys ---------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class _Key:
-    """One verification key and the algorithms it may verify."""
+    """One verification key and the algorithms it may verify (compared and hashed by identity)."""
 
     algorithms: frozenset[str]
     # HMAC keys: per algorithm, an HMAC already keyed with the secret; each verification continues a copy.
@@ -447,6 +447,10 @@ class TokenVerifier:
         if config.subscription_token_hmac_secret_key:
             self._sub_keys = (_hmac_key(config.subscription_token_hmac_secret_key, hmac_algs),)
             self._sub_jwks = None
+        # The algorithms any key of a key set may verify.
+        self._algorithms = {
+            keys: frozenset().union(*(key.algorithms for key in keys)) for keys in (self._keys, self._sub_keys)
+        }
         self._audience = config.token_audience or None
         self._issuer = config.token_issuer or None
         self._leeway = min(max(config.token_leeway, 0.0), MAX_LEEWAY)
@@ -463,7 +467,7 @@ class TokenVerifier:
         parsed = _parse(token)
         alg = parsed.alg
         via_jwks = jwks is not None and jwks.allows(alg)
-        if not via_jwks and not any(alg in key.algorithms for key in keys):
+        if not via_jwks and alg not in self._algorithms[keys]:
             raise TokenError("algorithm not allowed")
         for key in keys:
             if key.verify(parsed):
