@@ -83,6 +83,31 @@ class ClientTransport(Protocol):
     def close(self, disconnect: codes.Disconnect) -> None: ...
 
 
+class _ClosedTransport:
+    """Stands in for the connection of a closed session: the same codec, nothing is sent any more. The session
+    keeps no reference to its connection, so the two are freed as soon as the connection is dropped, not by
+    a garbage collection (each refers to the other while open)."""
+
+    __slots__ = ("codec",)
+
+    framing = -1  # never shared with a live connection's frames
+
+    def __init__(self, codec: Codec) -> None:
+        self.codec = codec
+
+    def send(self, payload: bytes) -> None:
+        return None
+
+    def send_frame(self, frame: bytes) -> None:
+        return None
+
+    def frame(self, payload: bytes) -> bytes:
+        return b""
+
+    def close(self, disconnect: codes.Disconnect) -> None:
+        return None
+
+
 # Command field -> handler method. A command carries exactly one request; the first set field wins.
 _HANDLERS: dict[str, str] = {name: f"_{name}" for name in REQUEST_FIELDS}
 
@@ -193,6 +218,7 @@ class Client:
             return
         was_connected = self.state == _STATE_CONNECTED
         self.state = _STATE_CLOSED
+        self.transport = _ClosedTransport(self.transport.codec)
         self.node.on_client_closed(self, was_connected)
 
     # ---- command loop --------------------------------------------------------------------------

@@ -123,8 +123,9 @@ class Node:
         self._slot_of: dict[Client, int] = {}
         self._tick_count = 0
         self._pongs: dict[Client, float] = {}
-        self._expiry: list[tuple[float, int, Client]] = []
-        self._sub_expiry: list[tuple[float, int, Client, str, int]] = []
+        # Expiry deadlines refer to clients by id, so that a closed client is not kept alive until its deadline.
+        self._expiry: list[tuple[float, int, str]] = []
+        self._sub_expiry: list[tuple[float, int, str, str, int]] = []
         self._seq = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self._plain_options: dict[str, PublishOptions] = {}
@@ -304,14 +305,15 @@ class Node:
         """Unsubscribe (2501, the SDK resubscribes with a fresh token) if not refreshed in time."""
         self._seq += 1
         deadline = expire_at + self.config.client_expired_sub_close_delay
-        heapq.heappush(self._sub_expiry, (deadline, self._seq, client, channel, expire_at))
+        heapq.heappush(self._sub_expiry, (deadline, self._seq, client.id, channel, expire_at))
 
     def _expire_subscriptions(self, wall: float) -> None:
         while self._sub_expiry and self._sub_expiry[0][0] <= wall:
-            _, _, client, channel, expire_at = heapq.heappop(self._sub_expiry)
-            sub = client.subs.get(channel)
-            if sub is None or sub.expire_at != expire_at:
-                continue  # unsubscribed, or refreshed since
+            _, _, client_id, channel, expire_at = heapq.heappop(self._sub_expiry)
+            client = self.clients.get(client_id)
+            sub = client.subs.get(channel) if client is not None else None
+            if client is None or sub is None or sub.expire_at != expire_at:
+                continue  # gone, unsubscribed, or refreshed since
             del client.subs[channel]
             expired = Unsubscribe(code=codes.UNSUBSCRIBE_EXPIRED.code, reason=codes.UNSUBSCRIBE_EXPIRED.reason)
             client.send_reply(Reply(push=Push(channel=channel, unsubscribe=expired)))
@@ -321,7 +323,7 @@ class Node:
         if client.exp:
             self._seq += 1
             deadline = client.exp + self.config.client_expired_close_delay
-            heapq.heappush(self._expiry, (deadline, self._seq, client))
+            heapq.heappush(self._expiry, (deadline, self._seq, client.id))
 
     def on_client_closed(self, client: Client, was_connected: bool) -> None:
         self._pending.pop(client, None)
@@ -715,9 +717,10 @@ class Node:
         # Connection token expiry.
         wall = time.time()
         while self._expiry and self._expiry[0][0] <= wall:
-            _, _, client = heapq.heappop(self._expiry)
-            if client.exp and client.exp + self.config.client_expired_close_delay <= wall:
-                client.disconnect(codes.DISCONNECT_EXPIRED)
+            _, _, client_id = heapq.heappop(self._expiry)
+            expiring = self.clients.get(client_id)
+            if expiring is not None and expiring.exp and expiring.exp + self.config.client_expired_close_delay <= wall:
+                expiring.disconnect(codes.DISCONNECT_EXPIRED)
         self._expire_subscriptions(wall)
         sweep = getattr(self.broker, "sweep", None)
         if sweep is not None and self._tick_count % 10 == 0:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import binascii
+import functools
 import hmac
 import logging
 import math
@@ -40,6 +41,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Final
 
 import httpx
@@ -65,6 +67,8 @@ MAX_LEEWAY: Final = 30.0
 MAX_TOKEN_LENGTH: Final = 65536
 #: Longest ``kid`` looked up.
 MAX_KID_LENGTH: Final = 256
+#: Longest header segment whose decoded form is remembered.
+MAX_CACHED_HEADER: Final = 256
 #: Header parameters that point at keys chosen by the token's author: refused, never fetched.
 FORBIDDEN_HEADERS: Final = ("jku", "x5u", "x5c", "jwk")
 #: An unknown ``kid`` refetches the JWKS at most this often (seconds), so random kids cannot flood it.
@@ -156,7 +160,7 @@ class _Parsed:
     __slots__ = ("alg", "header", "payload", "signature", "signing_input")
 
     def __init__(
-        self, header: dict[str, Any], payload: dict[str, Any], signing_input: bytes, signature: bytes, alg: str
+        self, header: Mapping[str, Any], payload: dict[str, Any], signing_input: bytes, signature: bytes, alg: str
     ) -> None:
         self.header = header
         self.payload = payload
@@ -184,15 +188,9 @@ def _json_object(raw: bytes) -> dict[str, Any]:
     return value
 
 
-def _parse(token: str) -> _Parsed:
-    """Split and decode a compact JWS; checks the header's shape but no key or claim."""
-    if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH or not token.isascii():
-        raise TokenError("malformed token")
-    raw = token.encode("ascii")
-    match = _TOKEN_SHAPE.fullmatch(raw)
-    if match is None:
-        raise TokenError("malformed token")
-    header = _json_object(_b64decode(match.group(1)))
+def _header(segment: bytes) -> tuple[Mapping[str, Any], str]:
+    """The decoded, checked header of a token (read-only) and its ``alg``; raises TokenError."""
+    header = _json_object(_b64decode(segment))
     alg = header.get("alg")
     if not isinstance(alg, str):
         raise TokenError("missing alg")
@@ -204,6 +202,24 @@ def _parse(token: str) -> _Parsed:
     kid = header.get("kid")
     if kid is not None and (not isinstance(kid, str) or len(kid) > MAX_KID_LENGTH):
         raise TokenError("bad kid")
+    return MappingProxyType(header), alg
+
+
+# The header depends on its segment's bytes only, and nearly every token of a deployment has the same one:
+# short headers are remembered (a bounded number; failures are not cached).
+_cached_header: Final = functools.lru_cache(maxsize=256)(_header)
+
+
+def _parse(token: str) -> _Parsed:
+    """Split and decode a compact JWS; checks the header's shape but no key or claim."""
+    if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH or not token.isascii():
+        raise TokenError("malformed token")
+    raw = token.encode("ascii")
+    match = _TOKEN_SHAPE.fullmatch(raw)
+    if match is None:
+        raise TokenError("malformed token")
+    segment = match.group(1)
+    header, alg = _cached_header(segment) if len(segment) <= MAX_CACHED_HEADER else _header(segment)
     payload = _json_object(_b64decode(match.group(2)))
     signature = _b64decode(match.group(3))
     signing_input = raw[: match.end(2)]
