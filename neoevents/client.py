@@ -18,6 +18,7 @@ import time
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
+import msgspec
 from msgspec import Raw
 
 from neoevents.auth.rules import ANONYMOUS
@@ -124,18 +125,16 @@ def _failure(what: codes.ErrorCode | codes.Disconnect) -> ProtocolError | Discon
     return DisconnectError(what) if isinstance(what, codes.Disconnect) else ProtocolError(what)
 
 
-class Subscription:
-    """One channel of one client."""
+class Subscription(msgspec.Struct, eq=False, gc=False):
+    """One channel of one client (mutable, compared by identity; holds no containers, so it is not tracked
+    by the garbage collector)."""
 
-    __slots__ = ("expire_at", "info", "join_leave", "positioned", "recoverable", "server_side")
-
-    def __init__(self) -> None:
-        self.server_side = False
-        self.join_leave = False
-        self.recoverable = False
-        self.positioned = False
-        self.expire_at = 0
-        self.info: bytes = b""
+    server_side: bool = False
+    join_leave: bool = False
+    recoverable: bool = False
+    positioned: bool = False
+    expire_at: int = 0
+    info: bytes = b""
 
 
 _STATE_CONNECTING = 0
