@@ -59,6 +59,8 @@ _GAP: tuple[Publication, StreamPosition] = (Publication(), StreamPosition())
 def _continue(coro: Coroutine[Any, Any, Any], pending: Any) -> Generator[Any, Any, Any]:
     """Drive ``coro``, suspended on ``pending`` (what it yielded), to its end: what the awaiting task
     sends or throws in is passed on, as if the task had been running ``coro`` from the start."""
+    if pending is not None and hasattr(pending, "_asyncio_future_blocking"):
+        pending._asyncio_future_blocking = True  # what awaiting it had set: the task now waits for it
     while True:
         try:
             value = yield pending
@@ -167,11 +169,15 @@ class Node:
         suspends the coroutine runs outside any task (:func:`asyncio.current_task` is None there)."""
         try:
             first = coro.send(None)
-        except StopIteration:
+        except (StopIteration, asyncio.CancelledError):
             return
         except Exception:
             log.error("background task failed", exc_info=True)
             return
+        if getattr(first, "_asyncio_future_blocking", False):
+            # Awaiting a future marks it as waited on until a task takes it over; until then other coroutines
+            # could not await the same future (a shared one: e.g. one Redis confirmation for many subscribers).
+            first._asyncio_future_blocking = False
         self.spawn(_resumed(coro, first))
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:

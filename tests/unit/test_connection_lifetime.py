@@ -73,6 +73,22 @@ async def test_run_continues_as_a_task_after_the_first_wait(node: Node) -> None:
     assert steps == ["before", 7, "after"] and not node._tasks
 
 
+async def test_run_lets_several_coroutines_wait_for_one_future(node: Node) -> None:
+    shared: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    got: list[int] = []
+
+    async def waits() -> None:
+        got.append(await shared)
+
+    for _ in range(3):
+        node.run(waits())
+    await asyncio.sleep(0)  # the tasks take over
+    node.run(waits())
+    shared.set_result(5)
+    await settle()
+    assert got == [5, 5, 5, 5] and not node._tasks
+
+
 async def test_run_passes_exceptions_and_cancellation_through(node: Node, caplog: pytest.LogCaptureFixture) -> None:
     gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     seen: list[str] = []
