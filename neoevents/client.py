@@ -18,6 +18,7 @@ import time
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
+import msgspec
 from msgspec import Raw
 
 from neoevents.auth.rules import ANONYMOUS
@@ -83,6 +84,31 @@ class ClientTransport(Protocol):
     def close(self, disconnect: codes.Disconnect) -> None: ...
 
 
+class _ClosedTransport:
+    """Stands in for the connection of a closed session: the same codec, nothing is sent any more. The session
+    keeps no reference to its connection, so the two are freed as soon as the connection is dropped, not by
+    a garbage collection (each refers to the other while open)."""
+
+    __slots__ = ("codec",)
+
+    framing = -1  # never shared with a live connection's frames
+
+    def __init__(self, codec: Codec) -> None:
+        self.codec = codec
+
+    def send(self, payload: bytes) -> None:
+        return None
+
+    def send_frame(self, frame: bytes) -> None:
+        return None
+
+    def frame(self, payload: bytes) -> bytes:
+        return b""
+
+    def close(self, disconnect: codes.Disconnect) -> None:
+        return None
+
+
 # Command field -> handler method. A command carries exactly one request; the first set field wins.
 _HANDLERS: dict[str, str] = {name: f"_{name}" for name in REQUEST_FIELDS}
 
@@ -94,18 +120,21 @@ def _method_of(cmd: Command) -> str | None:
     return None
 
 
-class Subscription:
-    """One channel of one client."""
+def _failure(what: codes.ErrorCode | codes.Disconnect) -> ProtocolError | DisconnectError:
+    """The exception for an error reply or a disconnect."""
+    return DisconnectError(what) if isinstance(what, codes.Disconnect) else ProtocolError(what)
 
-    __slots__ = ("expire_at", "info", "join_leave", "positioned", "recoverable", "server_side")
 
-    def __init__(self) -> None:
-        self.server_side = False
-        self.join_leave = False
-        self.recoverable = False
-        self.positioned = False
-        self.expire_at = 0
-        self.info: bytes = b""
+class Subscription(msgspec.Struct, eq=False, gc=False):
+    """One channel of one client (mutable, compared by identity; holds no containers, so it is not tracked
+    by the garbage collector)."""
+
+    server_side: bool = False
+    join_leave: bool = False
+    recoverable: bool = False
+    positioned: bool = False
+    expire_at: int = 0
+    info: bytes = b""
 
 
 _STATE_CONNECTING = 0
@@ -180,7 +209,7 @@ class Client:
             self.disconnect(codes.DISCONNECT_BAD_REQUEST)
             return
         self._busy = True
-        self.node.spawn(self._process(commands, ok))
+        self.node.run(self._process(commands, ok))
 
     def on_closed(self) -> None:
         """The connection is gone (either side closed it)."""
@@ -188,6 +217,7 @@ class Client:
             return
         was_connected = self.state == _STATE_CONNECTED
         self.state = _STATE_CLOSED
+        self.transport = _ClosedTransport(self.transport.codec)
         self.node.on_client_closed(self, was_connected)
 
     # ---- command loop --------------------------------------------------------------------------
@@ -292,14 +322,15 @@ class Client:
 
     # ---- handlers ------------------------------------------------------------------------------
 
-    async def _connection_claims(self, token: str, *, expired: ProtocolError | DisconnectError) -> ConnectClaims:
-        """Verify a connection token (connect and refresh); ``expired`` is what an expired token gets."""
+    async def _connection_claims(self, token: str, *, expired: codes.ErrorCode | codes.Disconnect) -> ConnectClaims:
+        """Verify a connection token (connect and refresh); ``expired`` is what an expired token gets (an error
+        reply or a disconnect)."""
         node = self.node
         try:
             return await node.tokens.verify_connect_async(token)
         except TokenExpired as exc:
             node.metrics.auth_failure("token_expired")
-            raise expired from exc
+            raise _failure(expired) from exc
         except SigningKeyUnavailable as exc:
             raise ProtocolError(codes.ERROR_INTERNAL) from exc
         except TokenError as exc:
@@ -308,7 +339,7 @@ class Client:
             raise DisconnectError(codes.DISCONNECT_INVALID_TOKEN) from exc
 
     async def _subscription_claims(
-        self, token: str, channel: str, *, invalid: ProtocolError | DisconnectError
+        self, token: str, channel: str, *, invalid: codes.ErrorCode | codes.Disconnect
     ) -> SubscribeClaims:
         """Verify a subscription token for ``channel`` (subscribe and sub_refresh); ``invalid`` is what a
         token that does not verify gets; a token for another channel or user always ends the connection."""
@@ -321,7 +352,7 @@ class Client:
             raise ProtocolError(codes.ERROR_INTERNAL) from exc
         except TokenError as exc:
             node.metrics.auth_failure("invalid_subscription_token")
-            raise invalid from exc
+            raise _failure(invalid) from exc
         if claims.channel != channel or claims.user != self.user:
             node.metrics.auth_failure("subscription_token_mismatch")
             raise DisconnectError(codes.DISCONNECT_INVALID_TOKEN)
@@ -334,14 +365,16 @@ class Client:
         config = node.config
         channels: tuple[str, ...] = ()
         if req.token:
-            claims = await self._connection_claims(req.token, expired=ProtocolError(codes.ERROR_TOKEN_EXPIRED))
+            claims = await self._connection_claims(req.token, expired=codes.ERROR_TOKEN_EXPIRED)
             self.user = claims.user
             self.info = claims.info
             self.tenant_id = claims.tenant_id
             self.roles = claims.roles
             self.identity = node.rules.identity(claims.user, claims.payload)
             self.exp = claims.exp if claims.expire_at is None else claims.expire_at
-            channels = claims.channels + tuple(ch for ch in claims.subs if ch not in claims.channels)
+            channels = claims.channels
+            if claims.subs:
+                channels += tuple(ch for ch in claims.subs if ch not in claims.channels)
         elif config.client_insecure or config.client_anonymous:
             self.user = ""
         else:
@@ -406,15 +439,13 @@ class Client:
         chan_info = b""
         if req.token:
             # As the reference does: a bad subscription token fails the subscribe (103).
-            claims = await self._subscription_claims(
-                req.token, channel, invalid=ProtocolError(codes.ERROR_PERMISSION_DENIED)
-            )
+            claims = await self._subscription_claims(req.token, channel, invalid=codes.ERROR_PERMISSION_DENIED)
             expire_at = claims.expire_at if claims.expire_at is not None else claims.exp
             chan_info = claims.info
             node.authorize(self, channel, ns, "subscribe", sub_token=True)
         else:
             node.authorize(self, channel, ns, "subscribe")
-        result = await self._subscribe_channel(channel, req, server_side=False, chan_info=chan_info)
+        result = await self._subscribe_channel(channel, req, server_side=False, chan_info=chan_info, ns=ns)
         if expire_at:
             ttl = min(expire_at - int(time.time()), MAX_TTL)
             if ttl <= 0:
@@ -427,13 +458,21 @@ class Client:
         return Reply(subscribe=result)
 
     async def _subscribe_channel(
-        self, channel: str, req: SubscribeRequest, *, server_side: bool, chan_info: bytes = b""
+        self,
+        channel: str,
+        req: SubscribeRequest,
+        *,
+        server_side: bool,
+        chan_info: bytes = b"",
+        ns: NamespaceOptions | None = None,
     ) -> SubscribeResult:
-        """Register the subscription, recover if asked, and build the result (shared by both paths)."""
+        """Register the subscription, recover if asked, and build the result (shared by both paths);
+        ``ns`` is the channel's namespace when the caller has already looked it up."""
         node = self.node
-        ns = node.namespace_for(channel)
         if ns is None:
-            raise ProtocolError(codes.ERROR_UNKNOWN_CHANNEL)
+            ns = node.namespace_for(channel)
+            if ns is None:
+                raise ProtocolError(codes.ERROR_UNKNOWN_CHANNEL)
         sub = Subscription()
         sub.server_side = server_side
         sub.join_leave = (req.join_leave or server_side or ns.force_push_join_leave) and ns.join_leave
@@ -516,7 +555,7 @@ class Client:
         node = self.node
         if not req.token:
             raise DisconnectError(codes.DISCONNECT_BAD_REQUEST)
-        claims = await self._connection_claims(req.token, expired=DisconnectError(codes.DISCONNECT_EXPIRED))
+        claims = await self._connection_claims(req.token, expired=codes.DISCONNECT_EXPIRED)
         if claims.user != self.user:
             node.metrics.auth_failure("refresh_user_mismatch")
             raise DisconnectError(codes.DISCONNECT_INVALID_TOKEN)
@@ -543,9 +582,7 @@ class Client:
         if not req.token:
             raise DisconnectError(codes.DISCONNECT_BAD_REQUEST)
         # As the reference does: a bad token on refresh ends the connection (3500).
-        claims = await self._subscription_claims(
-            req.token, req.channel, invalid=DisconnectError(codes.DISCONNECT_INVALID_TOKEN)
-        )
+        claims = await self._subscription_claims(req.token, req.channel, invalid=codes.DISCONNECT_INVALID_TOKEN)
         sub.expire_at = claims.expire_at if claims.expire_at is not None else claims.exp
         if sub.expire_at:
             node.schedule_subscription_expiry(self, req.channel, sub.expire_at)

@@ -13,7 +13,8 @@ import heapq
 import logging
 import random
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+import types
+from collections.abc import Callable, Coroutine, Generator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from msgspec import Raw
@@ -53,6 +54,31 @@ _ACTIONS = ("subscribe", "publish", "history", "presence")
 
 # Marks the place of possibly lost publications among those held for a joining subscriber.
 _GAP: tuple[Publication, StreamPosition] = (Publication(), StreamPosition())
+
+
+@types.coroutine
+def _continue(coro: Coroutine[Any, Any, Any], pending: Any) -> Generator[Any, Any, Any]:
+    """Drive ``coro``, suspended on ``pending`` (what it yielded), to its end: what the awaiting task
+    sends or throws in is passed on, as if the task had been running ``coro`` from the start."""
+    if pending is not None and hasattr(pending, "_asyncio_future_blocking"):
+        pending._asyncio_future_blocking = True  # what awaiting it had set: the task now waits for it
+    while True:
+        try:
+            value = yield pending
+        except BaseException as exc:
+            try:
+                pending = coro.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+        else:
+            try:
+                pending = coro.send(value)
+            except StopIteration as stop:
+                return stop.value
+
+
+async def _resumed(coro: Coroutine[Any, Any, Any], pending: Any) -> Any:
+    return await _continue(coro, pending)
 
 
 class Subject(Protocol):
@@ -100,8 +126,9 @@ class Node:
         self._slot_of: dict[Client, int] = {}
         self._tick_count = 0
         self._pongs: dict[Client, float] = {}
-        self._expiry: list[tuple[float, int, Client]] = []
-        self._sub_expiry: list[tuple[float, int, Client, str, int]] = []
+        # Expiry deadlines refer to clients by id, so that a closed client is not kept alive until its deadline.
+        self._expiry: list[tuple[float, int, str]] = []
+        self._sub_expiry: list[tuple[float, int, str, str, int]] = []
         self._seq = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self._plain_options: dict[str, PublishOptions] = {}
@@ -137,6 +164,24 @@ class Node:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
+
+    def run(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coro`` now, up to its first suspension; if it suspends, it goes on as a task (as with
+        :meth:`spawn`). A command that needs no I/O (the memory engine, tokens with keys in memory) is
+        then handled in the callback that received it: no task, no extra loop iteration. Until it
+        suspends the coroutine runs outside any task (:func:`asyncio.current_task` is None there)."""
+        try:
+            first = coro.send(None)
+        except (StopIteration, asyncio.CancelledError):
+            return
+        except Exception:
+            log.error("background task failed", exc_info=True)
+            return
+        if getattr(first, "_asyncio_future_blocking", False):
+            # Awaiting a future marks it as waited on until a task takes it over; until then other coroutines
+            # could not await the same future (a shared one: e.g. one Redis confirmation for many subscribers).
+            first._asyncio_future_blocking = False
+        self.spawn(_resumed(coro, first))
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
@@ -249,9 +294,13 @@ class Node:
     def on_client_connected(self, client: Client) -> None:
         self._pending.pop(client, None)
         self.clients[client.id] = client
-        self.users.setdefault(client.user, set()).add(client)
-        # The first ping comes between half an interval and a full interval after connect.
-        delay = random.randint((self._wheel_size + 1) // 2, self._wheel_size)
+        users = self.users.get(client.user)
+        if users is None:
+            users = self.users[client.user] = set()
+        users.add(client)
+        # The first ping comes between half an interval and a full interval after connect (uniformly).
+        first = (self._wheel_size + 1) // 2
+        delay = first + int(random.random() * (self._wheel_size - first + 1))
         slot = (self._tick_count + delay) % self._wheel_size
         self._wheel[slot].add(client)
         self._slot_of[client] = slot
@@ -265,14 +314,15 @@ class Node:
         """Unsubscribe (2501, the SDK resubscribes with a fresh token) if not refreshed in time."""
         self._seq += 1
         deadline = expire_at + self.config.client_expired_sub_close_delay
-        heapq.heappush(self._sub_expiry, (deadline, self._seq, client, channel, expire_at))
+        heapq.heappush(self._sub_expiry, (deadline, self._seq, client.id, channel, expire_at))
 
     def _expire_subscriptions(self, wall: float) -> None:
         while self._sub_expiry and self._sub_expiry[0][0] <= wall:
-            _, _, client, channel, expire_at = heapq.heappop(self._sub_expiry)
-            sub = client.subs.get(channel)
-            if sub is None or sub.expire_at != expire_at:
-                continue  # unsubscribed, or refreshed since
+            _, _, client_id, channel, expire_at = heapq.heappop(self._sub_expiry)
+            client = self.clients.get(client_id)
+            sub = client.subs.get(channel) if client is not None else None
+            if client is None or sub is None or sub.expire_at != expire_at:
+                continue  # gone, unsubscribed, or refreshed since
             del client.subs[channel]
             expired = Unsubscribe(code=codes.UNSUBSCRIBE_EXPIRED.code, reason=codes.UNSUBSCRIBE_EXPIRED.reason)
             client.send_reply(Reply(push=Push(channel=channel, unsubscribe=expired)))
@@ -282,7 +332,7 @@ class Node:
         if client.exp:
             self._seq += 1
             deadline = client.exp + self.config.client_expired_close_delay
-            heapq.heappush(self._expiry, (deadline, self._seq, client))
+            heapq.heappush(self._expiry, (deadline, self._seq, client.id))
 
     def on_client_closed(self, client: Client, was_connected: bool) -> None:
         self._pending.pop(client, None)
@@ -316,11 +366,11 @@ class Node:
         )
         # Until the reply is out, the channel's publications for this subscriber are held back (_joined).
         self._joining.setdefault(channel, {})[client] = []
-        info = client.client_info(sub.info)
+        info = client.client_info(sub.info) if ns.presence or ns.join_leave else None
         try:
             if not self.hub.num_subscribers(channel):
                 await self.broker.subscribe(channel)
-            if ns.presence:
+            if info is not None and ns.presence:
                 await self.presence.add_presence(channel, client.id, info)
             if req.recover:
                 result.was_recovering = True
@@ -340,7 +390,7 @@ class Node:
             await self._abandon_join(client, channel, sub, ns.presence)
             raise
         client.after_reply(self._joined(client, channel, sub, result))
-        if ns.join_leave:
+        if info is not None and ns.join_leave:
             # Announced once the subscriber has its subscribe reply, so it can receive its own join.
             client.after_reply(self.broker.publish_join(channel, info))
         self.metrics.subscriptions += 1
@@ -707,9 +757,10 @@ class Node:
         # Connection token expiry.
         wall = time.time()
         while self._expiry and self._expiry[0][0] <= wall:
-            _, _, client = heapq.heappop(self._expiry)
-            if client.exp and client.exp + self.config.client_expired_close_delay <= wall:
-                client.disconnect(codes.DISCONNECT_EXPIRED)
+            _, _, client_id = heapq.heappop(self._expiry)
+            expiring = self.clients.get(client_id)
+            if expiring is not None and expiring.exp and expiring.exp + self.config.client_expired_close_delay <= wall:
+                expiring.disconnect(codes.DISCONNECT_EXPIRED)
         self._expire_subscriptions(wall)
         sweep = getattr(self.broker, "sweep", None)
         if sweep is not None and self._tick_count % 10 == 0:

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import binascii
-import hashlib
+import functools
 import hmac
 import logging
 import math
@@ -41,6 +41,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Final
 
 import httpx
@@ -66,6 +67,8 @@ MAX_LEEWAY: Final = 30.0
 MAX_TOKEN_LENGTH: Final = 65536
 #: Longest ``kid`` looked up.
 MAX_KID_LENGTH: Final = 256
+#: Longest header segment whose decoded form is remembered.
+MAX_CACHED_HEADER: Final = 256
 #: Header parameters that point at keys chosen by the token's author: refused, never fetched.
 FORBIDDEN_HEADERS: Final = ("jku", "x5u", "x5c", "jwk")
 #: An unknown ``kid`` refetches the JWKS at most this often (seconds), so random kids cannot flood it.
@@ -73,11 +76,7 @@ JWKS_MIN_REFETCH: Final = 10.0
 JWKS_TIMEOUT: Final = 5.0
 JWKS_MAX_BYTES: Final = 1024 * 1024
 
-_HMAC_DIGESTS: Final[dict[str, Callable[[], Any]]] = {
-    "HS256": hashlib.sha256,
-    "HS384": hashlib.sha384,
-    "HS512": hashlib.sha512,
-}
+_HMAC_DIGESTS: Final[dict[str, str]] = {"HS256": "sha256", "HS384": "sha384", "HS512": "sha512"}
 _EC_CURVES: Final[dict[str, type[ec.EllipticCurve]]] = {
     "ES256": ec.SECP256R1,
     "ES384": ec.SECP384R1,
@@ -118,30 +117,32 @@ class _KeyNotCached(TokenError):
         self.kid = kid
 
 
-@dataclass(frozen=True, slots=True)
-class ConnectClaims:
+class ConnectClaims(msgspec.Struct, frozen=True, gc=False):
+    """What a verified connection token grants (immutable)."""
+
     user: str
     exp: int = 0
     info: bytes = b""
     channels: tuple[str, ...] = ()
-    subs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    subs: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
     expire_at: int | None = None
     meta: bytes = b""
     tenant_id: str = ""
     roles: tuple[str, ...] = ()
     # Every claim of the verified token, for the channel rules (neoevents.auth.rules).
-    payload: dict[str, Any] = field(default_factory=dict)
+    payload: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class SubscribeClaims:
+class SubscribeClaims(msgspec.Struct, frozen=True, gc=False):
+    """What a verified subscription token grants (immutable)."""
+
     user: str
     channel: str
     exp: int = 0
     info: bytes = b""
     data: bytes = b""
     expire_at: int | None = None
-    override: dict[str, Any] = field(default_factory=dict)
+    override: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
 def _json_bytes(value: Any) -> bytes:
@@ -153,13 +154,19 @@ def _json_bytes(value: Any) -> bytes:
 # ---- parsing ------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
 class _Parsed:
-    header: dict[str, Any]
-    payload: dict[str, Any]
-    signing_input: bytes
-    signature: bytes
-    alg: str
+    """A token split and decoded (not yet verified)."""
+
+    __slots__ = ("alg", "header", "payload", "signature", "signing_input")
+
+    def __init__(
+        self, header: Mapping[str, Any], payload: dict[str, Any], signing_input: bytes, signature: bytes, alg: str
+    ) -> None:
+        self.header = header
+        self.payload = payload
+        self.signing_input = signing_input
+        self.signature = signature
+        self.alg = alg
 
 
 def _b64decode(segment: bytes) -> bytes:
@@ -181,15 +188,9 @@ def _json_object(raw: bytes) -> dict[str, Any]:
     return value
 
 
-def _parse(token: str) -> _Parsed:
-    """Split and decode a compact JWS; checks the header's shape but no key or claim."""
-    if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH or not token.isascii():
-        raise TokenError("malformed token")
-    raw = token.encode("ascii")
-    match = _TOKEN_SHAPE.fullmatch(raw)
-    if match is None:
-        raise TokenError("malformed token")
-    header = _json_object(_b64decode(match.group(1)))
+def _header(segment: bytes) -> tuple[Mapping[str, Any], str]:
+    """The decoded, checked header of a token (read-only) and its ``alg``; raises TokenError."""
+    header = _json_object(_b64decode(segment))
     alg = header.get("alg")
     if not isinstance(alg, str):
         raise TokenError("missing alg")
@@ -201,6 +202,24 @@ def _parse(token: str) -> _Parsed:
     kid = header.get("kid")
     if kid is not None and (not isinstance(kid, str) or len(kid) > MAX_KID_LENGTH):
         raise TokenError("bad kid")
+    return MappingProxyType(header), alg
+
+
+# The header depends on its segment's bytes only, and nearly every token of a deployment has the same one:
+# short headers are remembered (a bounded number; failures are not cached).
+_cached_header: Final = functools.lru_cache(maxsize=256)(_header)
+
+
+def _parse(token: str) -> _Parsed:
+    """Split and decode a compact JWS; checks the header's shape but no key or claim."""
+    if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH or not token.isascii():
+        raise TokenError("malformed token")
+    raw = token.encode("ascii")
+    match = _TOKEN_SHAPE.fullmatch(raw)
+    if match is None:
+        raise TokenError("malformed token")
+    segment = match.group(1)
+    header, alg = _cached_header(segment) if len(segment) <= MAX_CACHED_HEADER else _header(segment)
     payload = _json_object(_b64decode(match.group(2)))
     signature = _b64decode(match.group(3))
     signing_input = raw[: match.end(2)]
@@ -217,12 +236,13 @@ def _number(claims: Mapping[str, Any], name: str) -> float:
 # ---- keys ---------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class _Key:
-    """One verification key and the algorithms it may verify."""
+    """One verification key and the algorithms it may verify (compared and hashed by identity)."""
 
     algorithms: frozenset[str]
-    secret: bytes = b""  # HMAC keys
+    # HMAC keys: per algorithm, an HMAC already keyed with the secret; each verification continues a copy.
+    macs: Mapping[str, hmac.HMAC] = field(default_factory=dict)
     public: Any = None  # public-key objects (cryptography)
 
     def verify(self, token: _Parsed) -> bool:
@@ -230,8 +250,9 @@ class _Key:
         if alg not in self.algorithms:
             return False
         if self.public is None:
-            digest = hmac.new(self.secret, token.signing_input, _HMAC_DIGESTS[alg]).digest()
-            return hmac.compare_digest(digest, token.signature)
+            mac = self.macs[alg].copy()
+            mac.update(token.signing_input)
+            return hmac.compare_digest(mac.digest(), token.signature)
         return bool(_ALGORITHMS[alg].verify(token.signing_input, self.public, token.signature))
 
 
@@ -253,7 +274,9 @@ def _public_key(pem: str, algorithms: tuple[str, ...]) -> _Key:
 
 
 def _hmac_key(secret: str, algorithms: tuple[str, ...]) -> _Key:
-    return _Key(frozenset(algorithms) & frozenset(HMAC_ALGORITHMS), secret=secret.encode())
+    allowed = frozenset(algorithms) & frozenset(HMAC_ALGORITHMS)
+    key = secret.encode()
+    return _Key(allowed, macs={alg: hmac.new(key, digestmod=_HMAC_DIGESTS[alg]) for alg in allowed})
 
 
 _JWK_PUBLIC_FIELDS: Final[dict[str, tuple[str, ...]]] = {
@@ -440,6 +463,10 @@ class TokenVerifier:
         if config.subscription_token_hmac_secret_key:
             self._sub_keys = (_hmac_key(config.subscription_token_hmac_secret_key, hmac_algs),)
             self._sub_jwks = None
+        # The algorithms any key of a key set may verify.
+        self._algorithms = {
+            keys: frozenset().union(*(key.algorithms for key in keys)) for keys in (self._keys, self._sub_keys)
+        }
         self._audience = config.token_audience or None
         self._issuer = config.token_issuer or None
         self._leeway = min(max(config.token_leeway, 0.0), MAX_LEEWAY)
@@ -456,7 +483,7 @@ class TokenVerifier:
         parsed = _parse(token)
         alg = parsed.alg
         via_jwks = jwks is not None and jwks.allows(alg)
-        if not via_jwks and not any(alg in key.algorithms for key in keys):
+        if not via_jwks and alg not in self._algorithms[keys]:
             raise TokenError("algorithm not allowed")
         for key in keys:
             if key.verify(parsed):

@@ -7,12 +7,16 @@ cost of a connection. Frames are then parsed by the library's state machine, sta
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
+import re
 from dataclasses import dataclass
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+# The base64 encoding of 16 bytes, exactly as base64.b64decode(..., validate=True) accepts it: 22 characters of
+# the alphabet, then the padding.
+_KEY: re.Pattern[str] = re.compile(r"[A-Za-z0-9+/]{22}==")
+_ACCEPTED = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +49,13 @@ def forbidden(body: str) -> HandshakeResult:
     return _error(403, "Forbidden", body)
 
 
+def _accept(key: str) -> bytes:
+    return binascii.b2a_base64(hashlib.sha1(key.encode("latin-1") + GUID).digest(), newline=False)
+
+
 def accept_key(key: str) -> str:
-    return base64.b64encode(hashlib.sha1(key.encode("latin-1") + GUID).digest()).decode()
+    """The Sec-WebSocket-Accept value for a Sec-WebSocket-Key."""
+    return _accept(key).decode()
 
 
 def handshake(method: str, headers: dict[str, str], supported_subprotocols: tuple[str, ...]) -> HandshakeResult:
@@ -64,20 +73,15 @@ def handshake(method: str, headers: dict[str, str], supported_subprotocols: tupl
     if headers.get("sec-websocket-version", "").strip() != "13":
         return _error(426, "Upgrade Required", "unsupported WebSocket version\n", "Sec-WebSocket-Version: 13\r\n")
     key = headers.get("sec-websocket-key", "").strip()
-    try:
-        valid_key = len(base64.b64decode(key, validate=True)) == 16
-    except (binascii.Error, ValueError):
-        valid_key = False
-    if not valid_key:
+    if _KEY.fullmatch(key) is None:
         return _error(400, "Bad Request", "invalid Sec-WebSocket-Key\n")
-    offered = [p.strip() for p in headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
-    subprotocol = next((p for p in supported_subprotocols if p in offered), None)
-    lines = [
-        "HTTP/1.1 101 Switching Protocols",
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        f"Sec-WebSocket-Accept: {accept_key(key)}",
-    ]
-    if subprotocol is not None:
-        lines.append(f"Sec-WebSocket-Protocol: {subprotocol}")
-    return HandshakeResult(101, ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"), subprotocol)
+    head = _ACCEPTED + _accept(key)
+    protocols = headers.get("sec-websocket-protocol")
+    subprotocol = None
+    if protocols:
+        offered = [p.strip() for p in protocols.split(",") if p.strip()]
+        subprotocol = next((p for p in supported_subprotocols if p in offered), None)
+    if subprotocol is None:
+        return HandshakeResult(101, head + b"\r\n\r\n")
+    tail = f"\r\nSec-WebSocket-Protocol: {subprotocol}\r\n\r\n".encode("latin-1")
+    return HandshakeResult(101, head + tail, subprotocol)

@@ -66,7 +66,34 @@ def render_response(resp: HttpResponse, keep_alive: bool) -> bytes:
 
 
 class HttpProtocol(asyncio.Protocol):
-    """Parses requests and dispatches them; see the module docstring."""
+    """Parses requests and dispatches them; see the module docstring.
+
+    The parser calls back into the protocol, so the two form a reference cycle: it is broken (the parser
+    dropped) when the connection is upgraded or lost, so that the protocol is freed at once rather than by
+    a garbage collection.
+    """
+
+    __slots__ = (
+        "_admit",
+        "_body",
+        "_body_size",
+        "_busy",
+        "_closed",
+        "_connections",
+        "_flusher",
+        "_handler",
+        "_head_bytes",
+        "_headers",
+        "_in_head",
+        "_keep_alive",
+        "_parser",
+        "_remote",
+        "_requests",
+        "_upgrade",
+        "_url",
+        "_ws_paths",
+        "transport",
+    )
 
     def __init__(
         self,
@@ -88,7 +115,7 @@ class HttpProtocol(asyncio.Protocol):
         self._flusher = flusher
         self._connections = connections
         self.transport: asyncio.Transport | None = None
-        self._parser = httptools.HttpRequestParser(self)
+        self._parser: httptools.HttpRequestParser | None = httptools.HttpRequestParser(self)
         self._url = b""
         self._headers: dict[str, str] = {}
         self._body: list[bytes] = []
@@ -117,13 +144,15 @@ class HttpProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
+        self._parser = None
         self._connections.discard(self)
 
     def data_received(self, data: bytes) -> None:
-        if self._closed:
-            return  # refused: what still arrives is discarded
+        parser = self._parser
+        if self._closed or parser is None:
+            return  # refused (what still arrives is discarded), or handed over
         try:
-            self._parser.feed_data(data)
+            parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
             offset = exc.args[0] if exc.args else len(data)
             self._on_upgrade(data, int(offset))
@@ -166,11 +195,13 @@ class HttpProtocol(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
-        if self._parser.should_upgrade():
+        parser = self._parser
+        assert parser is not None  # called by the parser
+        if parser.should_upgrade():
             return
         url = httptools.parse_url(self._url)
         request = HttpRequest(
-            method=self._parser.get_method().decode("latin-1"),
+            method=parser.get_method().decode("latin-1"),
             path=(url.path or b"/").decode("latin-1"),
             query=(url.query or b"").decode("latin-1"),
             headers=self._headers,
@@ -178,7 +209,7 @@ class HttpProtocol(asyncio.Protocol):
             remote=self.remote,
         )
         self._requests.append(request)
-        self._keep_alive.append(self._parser.should_keep_alive())
+        self._keep_alive.append(parser.should_keep_alive())
         if not self._busy:
             self._busy = True
             asyncio.get_running_loop().create_task(self._serve())
@@ -205,7 +236,7 @@ class HttpProtocol(asyncio.Protocol):
             self._busy = False
 
     def _on_upgrade(self, data: bytes, offset: int) -> None:
-        assert self.transport is not None
+        assert self.transport is not None and self._parser is not None
         rest = data[offset:]  # the head ends in this chunk: anything after it is already WebSocket data
         url = httptools.parse_url(self._url)
         path = (url.path or b"/").decode("latin-1")
@@ -219,9 +250,11 @@ class HttpProtocol(asyncio.Protocol):
                 self._fail(429, {"Retry-After": retry_after_header(wait)})
                 return
         self._connections.discard(self)
+        method = self._parser.get_method().decode("latin-1")
+        self._parser = None  # the connection is the WebSocket's from here on
         conn = self._upgrade(self.transport, path)
         self.transport.set_protocol(conn)
-        conn.start(self._parser.get_method().decode("latin-1"), self._headers, query, rest)
+        conn.start(method, self._headers, query, rest)
 
     def _fail(self, status: int, headers: dict[str, str] | None = None) -> None:
         if self.transport is not None and not self._closed:

@@ -67,3 +67,25 @@ def test_invalid_requests_are_refused_with_a_status(method: str, overrides: dict
     assert b"Connection: close\r\n" in result.response
     if status == 426:
         assert b"Sec-WebSocket-Version: 13\r\n" in result.response
+
+
+@pytest.mark.parametrize(
+    ("key", "valid"),
+    [
+        ("AAAAAAAAAAAAAAAAAAAAAA==", True),
+        ("AAAAAAAAAAAAAAAAAAAAAB==", True),  # non-zero padding bits: decodes to 16 bytes all the same
+        ("  dGhlIHNhbXBsZSBub25jZQ==  ", True),
+        ("AAAAAAAAAAAAAAAAAAAAAAA=", False),  # 17 bytes
+        ("AAAAAAAAAAAAAAAAAAAAAA=", False),
+        ("AAAAAAAAAAAAAAAAAAAAAA", False),
+        ("AAAAAAAAAAA AAAAAAAAAA==", False),
+        ("AAAAAAAAAAAAAAAAAAAAA-==", False),  # URL-safe alphabet
+        ("AAAAAAAAAAAAAAAAAAAAAA==AAAA", False),
+        ("AAAAAAAAAAAAAAAAAAAAAé==", False),
+    ],
+)
+def test_key_must_be_the_base64_of_16_bytes(key: str, valid: bool) -> None:
+    result = handshake("GET", request(**{"sec-websocket-key": key}), SUBPROTOCOLS)
+    assert result.status == (101 if valid else 400)
+    if valid:
+        assert f"Sec-WebSocket-Accept: {accept_key(key.strip())}\r\n".encode() in result.response

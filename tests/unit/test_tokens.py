@@ -549,3 +549,18 @@ def test_bad_token_settings_are_reported(tmp_path: Path, content: dict[str, obje
     path = tmp_path / "config.json"
     path.write_text(json.dumps(content))
     assert key in {problem.key for problem in check_config(str(path), env={})}
+
+
+def test_header_checks_hold_for_headers_seen_before_and_for_long_headers() -> None:
+    v = verifier()
+    good = {"alg": "HS256", "typ": "JWT"}
+    long = {**good, "pad": "p" * 400}  # longer than the headers that are remembered
+    for _ in range(3):
+        for header in (good, long):
+            assert v.verify_connect(_raw_token(header, {"sub": "a"}, SECRET.encode())).user == "a"
+            with pytest.raises(TokenError, match="invalid signature"):
+                v.verify_connect(_raw_token(header, {"sub": "a"}, b"other"))
+            with pytest.raises(TokenError, match="forbidden header jku"):
+                v.verify_connect(_raw_token({**header, "jku": "http://x"}, {"sub": "a"}, SECRET.encode()))
+        with pytest.raises(TokenError, match="algorithm not allowed"):
+            verifier(token_hmac_algorithms=("HS512",)).verify_connect(_raw_token(good, {"sub": "a"}, SECRET.encode()))
