@@ -181,7 +181,7 @@ async def test_server_side_actions_reach_the_clients_of_every_node(nodes: tuple[
     await wait_for(lambda: transport.closed is not None)
     assert transport.closed == codes.Disconnect(4000, "bye")
     # A node carries out its own commands once: the one that sent them ignores their echo.
-    own, own_transport = await connect(a, "near")
+    _, own_transport = await connect(a, "near")
     await a.cluster.unsubscribe("near", "plain:none")
     await asyncio.sleep(0.2)
     pushes = [r for r in peek(own_transport) if "push" in r]
