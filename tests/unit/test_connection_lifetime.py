@@ -152,6 +152,9 @@ class _Transport:
     def get_write_buffer_size(self) -> int:
         return 0
 
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        return None
+
     def can_write_eof(self) -> bool:
         return True
 
