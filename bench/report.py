@@ -18,51 +18,69 @@ PEERS = ("socketio-node", "python-socketio", "python-socketio-redis", "django-ch
 # move while the server is being optimised). Keys are scenario names ("fanout", "channels", "idle", "storm",
 # "recovery", "api"); each non-empty entry is printed under the comparison with Centrifugo.
 BEHIND_NOTES: dict[str, str] = {
-    "recovery": (
-        "A reconnect with recovery is a connect (the connect storm row: JWT, handshake, session) plus reading the "
-        "missed publications from history and encoding them into the subscribe reply, per client: each "
-        "recovered publication is encoded into the reply one by one in Python, work Centrifugo does in Go. "
-        "What would close it: keep each history publication pre-encoded per wire format (it is encoded once for "
-        "fan-out anyway) and splice those bytes into recovery replies, so a recovery costs a byte join."
+    "fanout": (
+        "The fixed-rate p99 at 2,000 subscribers x 50/s: 92 against 72 ms. Both servers need about 10 µs of CPU per "
+        "delivery in that row (one frame per write: nothing to batch at 50 publications/s), so both run their core "
+        "at 95-99% and latency is mostly queueing; the previous run measured the opposite (91 against 504 ms). At "
+        "1,000 and 10,000 subscribers neoevents' p99 is a third of Centrifugo's."
+    ),
+    "api": (
+        "Single publications over HTTP: 38.8 against 33.4 µs of CPU per request in this run (28.0 µs, 35,077/s, "
+        "in the previous run). API-only runs afterwards, alternating the previous code (54c5abc) and this one, "
+        "gave 29.1 and 35.6 µs against 30.6 and 46.3 µs: the spread between runs of the same code on this shared "
+        "machine is larger than the difference, but a small regression on this path is not ruled out. A request "
+        "is an HTTP parse, a JSON decode, the publication and an HTTP response, each a few microseconds in Python; "
+        "Go does the same "
+        "work in compiled code. What would close it reliably: a compiled HTTP/1.1 request parser and response "
+        "writer for the API path (httptools parses, but the request objects and response assembly are Python)."
     ),
 }
 
 # What stands between neoevents and the targets it does not meet in the final run, and what would close it.
 TARGET_NOTES = """\
-**Connect + subscribe ≥ 5,000/s.** The rate is bound by server CPU per connection: 212 µs here against
-Centrifugo's 246 and nats-server's 182, and even the protocol-less picows floor needs 132 µs (TCP accept, two
-reads, two writes, epoll and the event loop's transport objects). Driven in-process without sockets, neoevents'
-own work is about 110 µs per connection: JWT verification ~25 µs, the opening handshake ~12 µs, the HTTP parser
-and protocol objects ~10 µs, the session, hub and timers the rest. What would close it: SO_REUSEPORT worker
-processes sharing the Redis engine (not a per-process figure), or a compiled HTTP/WebSocket front end for the
-upgrade path.
+**Connect + subscribe ≥ 5,000/s.** 4,317/s at 187 µs of server CPU per connection (the previous run: 212 µs at
+5,000 connections; Centrifugo 327 µs, nats-server 306 µs, the protocol-less picows floor 216 µs in this run, whose
+connect storm opens 10,000 connections). The load generator used 97% of its core in that row, so the rate is
+bounded by the client side as much as by the server: at 187 µs the server alone would sustain about 5,300/s. A
+compiled (Go) load-generator worker was tried and did not help: it spends as much CPU per connection and per
+delivery as the Python one, because the kernel's share (connect, accept, epoll, wake-ups on loopback) dominates
+both. Counted in-process without sockets, neoevents' own work per connection fell by a fifth since the previous
+run (to about 90 µs: JWT ~10 µs, no task and no cycle collection per connection). What would close it: fewer
+system calls per connection (uvloop makes three per accepted socket - getsockname, getpeername, setsockopt -
+that a leaner accept path would not), or SO_REUSEPORT worker processes on the Redis engine (not a per-process
+figure).
 
-**Fan-out p99 ≤ 100 ms at 10,000 subscribers x 10/s.** Each publication is 10,000 socket writes, and a write to
-a loopback TCP socket costs 5-8 µs of kernel time here (waking the reader included, charged to the writer), so
-the last subscriber of a publication gets it 60-80 ms after the first, before the load generator (one core for
-10,000 sockets, at 96% in that row) adds its own delay. Centrifugo's p99 in the same row is 462 ms,
-nats-server's 605 ms. What would close it: spreading the subscribers of a big channel over worker processes
-(one core each) on the Redis engine.
+**Fan-out p99 ≤ 100 ms at 10,000 subscribers x 10/s.** 181 ms. Each publication is 10,000 socket writes of one
+frame, and one write to a loopback TCP socket costs 7-9 µs of kernel time here (the receiver's TCP processing and
+its wake-up are charged to the writer), so the last subscriber of a publication gets it about 80 ms after the
+first, and the load generator (one core for 10,000 sockets, at 97% in that row) adds its own queueing. Every
+server is in the same place: Centrifugo 642 ms, nats-server 514 ms, the picows floor 312 ms. What would close it:
+spreading the subscribers of a big channel over worker processes (one core each) on the Redis engine, and a load
+generator with a core to itself.
 
-**Fan-out at 2,000 subscribers at or below nats-server's CPU per delivery.** About two thirds of neoevents' cost
-per delivery is kernel time in the socket writes (profiled with perf), so what counts is how many publications
-go out per write. nats-server's publisher sends many PUBs per read; HTTP API publications arrive a few per loop
-iteration, so neoevents writes about five frames per write at this size. At 10,000 subscribers neoevents is
-ahead (4.69 against 6.98 µs). What would close it: coalescing longer under load (a flush interval that grows
-with the number of connections per round), traded against latency.
+**Fan-out at 2,000 subscribers at or below nats-server's CPU per delivery.** 1.60 against 1.21 µs (at 1,000
+subscribers neoevents is at or below nats-server, 0.97 against 1.01 µs, and at 10,000 it is ahead, 4.91 against
+6.18 µs). Most of the cost is kernel time per write, so what counts is how many publications share a write. At
+2,000 subscribers the closed loop allows 20 publications in flight; nats-server reads them from one TCP stream in
+large batches, while HTTP API requests reach neoevents a few per event-loop iteration. The Redis engine shows
+the effect: the receiving node gets publications from Redis in batches and costs 1.07 µs per delivery in this
+row. What would close it: coalescing longer under load (a flush interval that grows with the size of the last
+flush round), traded against latency.
 
-**Redis engine, many channels ≤ 1.3x the memory engine.** With one subscriber per channel nothing amortises the
-engine: every publication is a PUBLISH through Redis and a PUB/SUB message decoded on the receiving node, on top
-of the HTTP API and the delivery, and the CPU of both nodes and the Redis is added up. In fan-out the same cost
-is shared by all subscribers and the Redis engine is cheaper per delivery than the memory engine (the receiving
-node gets publications in batches from PUB/SUB). Centrifugo's Redis engine costs 149 µs per delivery in this
-row, neoevents' 31 µs.
+**HTTP API batch ≥ 200,000 publications/s.** 182,337/s at 5.42 µs per publication in this run; the same batch
+path measured 208,469/s (4.75 µs) in the previous run and 218,000/s in an API-only run afterwards. This row
+varies by about 20% from run to run on this shared machine, around the target. What would close it with margin:
+decoding a batch's publications without building a command object per publication.
 """
 
 Row = dict[str, Any]
 
-# The run before the hot-path changes listed in BEFORE_CHANGES, for the before/after table (its neoevents rows).
-BEFORE_RUN = REPO / "bench" / "results" / "run-20261129T091822.json"
+# Earlier full runs for the before/after table (their neoevents rows), oldest first: the run before the hot-path
+# changes listed in BEFORE_CHANGES, and the run after them, before those listed in LATER_CHANGES.
+BEFORE_RUNS = (
+    REPO / "bench" / "results" / "run-20261129T091822.json",
+    REPO / "bench" / "results" / "run-20261129T113122.json",
+)
 BEFORE_CHANGES = """\
 - **WebSocket fast path**: complete, final, masked data frames are unmasked (the `websockets` C helper) and
   delivered directly; the library's state machine is built only for a connection that sends anything else
@@ -76,6 +94,23 @@ BEFORE_CHANGES = """\
   namespace's publish options built once.
 - **Connection set-up**: client IDs formatted from batched OS randomness, the start-up objects frozen out of the
   garbage collector and a higher young-generation threshold, the peer address looked up only when needed.
+"""
+LATER_CHANGES = """\
+- **Fan-out**: a connection with one frame queued keeps that frame as is (no list per connection per
+  publication, so a fan-out to 10,000 no longer feeds the garbage collector 10,000 containers); the event
+  loop reports a client over its queue limit (`pause_writing`) instead of a buffer-size call per write; the
+  fan-out loop reuses the last frame while the frame format does not change.
+- **Connection set-up**: a command frame is handled in the callback that received it (a task only once it has
+  to wait, e.g. for Redis); the HTTP parser's reference cycle with its protocol is broken at the upgrade, so a
+  connection is freed without the cycle collector; a closed client is released at once (the expiry heaps hold
+  client IDs); a pre-keyed HMAC is copied per token and token headers are decoded and checked once; claims are
+  plain structs; the handshake key is checked with one regular expression.
+- **Redis engine**: the publications of a batch are one write to Redis and one list of replies (no task or
+  future per publication).
+- **Method**: the HTTP publisher of the max-rate fan-out phases keeps up to 64 requests in flight (8 before),
+  so only the bound on outstanding deliveries limits it, as it limits the NATS and WebSocket publishers. More
+  publications then arrive per event-loop iteration and share each write; Centrifugo's max-rate rows are
+  measured the same way. The fan-out rows of the last column include this change.
 """
 
 
@@ -522,41 +557,56 @@ def _behind_notes() -> str:
 
 
 def _before_after(result: dict[str, Any]) -> str:
-    """neoevents in the run before the hot-path changes against this run, scenario by scenario."""
-    if not BEFORE_RUN.exists():
+    """neoevents in the earlier runs (BEFORE_RUNS) against this run, scenario by scenario."""
+    paths = [path for path in BEFORE_RUNS if path.exists()]
+    runs = [json.loads(path.read_text()) for path in paths]
+    if not runs:
         return ""
-    before_result = json.loads(BEFORE_RUN.read_text())
-    before, after = best_rows(before_result["rows"]), best_rows(result["rows"])
-    version = before_result["targets"].get("neoevents", {}).get("version", "?")
+    befores = [best_rows(run["rows"]) for run in runs]
+    after = best_rows(result["rows"])
+    versions = [run["targets"].get("neoevents", {}).get("version", "?") for run in runs]
 
     def pick(rows: list[Row], scenario: str, phase: str, key: str, **params: Any) -> Any:
         return _m(_first(_ok(rows, scenario, phase, **params), "neoevents"), key)
 
+    sizes = set(result["sizes"]["fanout_subscribers"])
+    for run in runs:
+        sizes &= set(run["sizes"]["fanout_subscribers"])
     points: list[tuple[str, str, str, str, dict[str, Any]]] = []
-    for n in sorted(set(before_result["sizes"]["fanout_subscribers"]) & set(result["sizes"]["fanout_subscribers"])):
+    for n in sorted(sizes):
         points.append((f"fan-out {n:,}: CPU µs per delivery (max rate)", "fanout", "max-rate", "cpu_us_per_delivery",
                        {"subscribers": n}))  # fmt: skip
     points += [
         ("many channels: CPU µs per delivery (max rate)", "channels", "max-rate", "cpu_us_per_delivery", {}),
         ("idle: KB per connection", "idle", "idle", "rss_kb_per_conn", {}),
         ("connect storm: CPU µs per connect+subscribe", "storm", "connect+subscribe", "cpu_us_per_connect", {}),
+        ("reconnect with recovery: CPU µs per reconnect", "recovery", "reconnect+recover", "cpu_us_per_reconnect", {}),
         ("HTTP API single: CPU µs per publication", "api", "single", "cpu_us_per_publish", {}),
         ("HTTP API batch: CPU µs per publication", "api", "batch", "cpu_us_per_publish", {}),
     ]
     lines = []
     for label, scenario, phase, key, params in points:
-        a, b = pick(before, scenario, phase, key, **params), pick(after, scenario, phase, key, **params)
-        if a is None and b is None:
+        values = [pick(rows, scenario, phase, key, **params) for rows in befores]
+        now = pick(after, scenario, phase, key, **params)
+        if now is None and all(v is None for v in values):
             continue
-        lines.append([label, _fmt(a, 2), _fmt(b, 2), "—" if not a or b is None else f"{b / a:.2f}x"])
+        first = values[0]
+        ratio = "—" if not first or now is None else f"{now / first:.2f}x"
+        lines.append([label, *(_fmt(v, 2) for v in values), _fmt(now, 2), ratio])
+    names = [
+        f"`{os.path.relpath(path, REPO)}` ({version})" for path, version in zip(BEFORE_RUNS, versions, strict=False)
+    ]
     return (
-        f"## Before and after the hot-path changes\n\nneoevents in `{os.path.relpath(BEFORE_RUN, REPO)}` "
-        f"({version}) against this run. Costs are server CPU (robust to other load on the machine); the "
-        "many-channels size differs between the runs (5,000 then), so that row compares the cost per delivery "
-        "only. What changed:\n\n"
+        "## Before and after the hot-path changes\n\nneoevents in "
+        + " and ".join(names)
+        + " against this run. Costs are server CPU (robust to other load on the machine); the many-channels size "
+        "differs between the runs (5,000 in the first), so that row compares the cost per delivery only; a "
+        "missing value is a scenario the run did not have.\n\nWhat changed between the first two runs:\n\n"
         + BEFORE_CHANGES
+        + "\nWhat changed since the second:\n\n"
+        + LATER_CHANGES
         + "\n"
-        + _table(["measure", "before", "after", "after / before"], lines)
+        + _table(["measure", *versions, "this run", "this run / first"], lines)
         + "\n"
     )
 
