@@ -64,8 +64,11 @@ subscribers neoevents is at or below nats-server, 0.97 against 1.01 µs, and at 
 2,000 subscribers the closed loop allows 20 publications in flight; nats-server reads them from one TCP stream in
 large batches, while HTTP API requests reach neoevents a few per event-loop iteration. The Redis engine shows
 the effect: the receiving node gets publications from Redis in batches and costs 1.07 µs per delivery in this
-row. What would close it: coalescing longer under load (a flush interval that grows with the size of the last
-flush round), traded against latency.
+row. Coalescing longer under load was tried after this run: delaying the next flush by 1 or 3 ms once a flush
+round had written to 1,000 connections gave 1.47-1.76 and 1.33-1.49 µs against 1.54-1.57 µs without (two runs
+each), not enough to reach nats-server's figure, so it was not kept. In these rows the load generator uses 98%
+of its core (nats-server's bigger writes cost it less per delivery), so the server is partly idle and the rate
+is the client's. What would close it: a load generator with more than one core, then measuring again.
 
 **HTTP API batch ≥ 200,000 publications/s.** 182,337/s at 5.42 µs per publication in this run; the same batch
 path measured 208,469/s (4.75 µs) in the previous run and 218,000/s in an API-only run afterwards. This row
