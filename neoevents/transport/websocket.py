@@ -270,6 +270,12 @@ class WebSocketConnection(asyncio.Protocol):
             client.on_message(data)
 
     def eof_received(self) -> bool | None:
+        if self._ws is None:
+            # The peer went away without a closing handshake (1006) and no frame is half-read (the fast path
+            # hands a split frame to the state machine): nothing to parse or answer, so none is built for it.
+            self._closing = True
+            self.transport.close()
+            return None
         self._library().receive_eof()
         self._write_library_output()
         return None

@@ -282,3 +282,25 @@ async def test_a_client_over_the_queue_limit_is_disconnected_with_3008() -> None
     assert close_code(frames) == 3008
     peer.conn.pause_writing()  # already closing: nothing more is sent
     assert not peer.transport.out
+
+
+async def test_end_of_stream_without_a_closing_handshake_closes_without_the_state_machine() -> None:
+    peer = Peer()
+    await peer.send(text("hello"))
+    assert peer.conn._ws is None
+    peer.conn.eof_received()
+    assert peer.transport.closed
+    assert peer.conn._ws is None
+    peer.conn.send_frame(peer.conn.frame(b"too late"))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert not peer.transport.out
+
+
+async def test_end_of_stream_inside_a_split_frame_goes_through_the_state_machine() -> None:
+    peer = Peer()
+    wire = text("hello").serialize(mask=True, extensions=[])
+    peer.conn.data_received(wire[:3])
+    peer.conn.eof_received()
+    assert peer.conn._ws is not None
+    assert peer.transport.closed
