@@ -10,6 +10,10 @@ cluster:
   and are sent to the others, which act on theirs. A node ignores its own commands (the memory engine hands
   them straight back). Delivery is at most once, like everything on the control channel: a node that is not
   connected to Redis at that moment misses the command.
+* The ``channels`` API is a survey: the request goes to every node, each answers this node alone
+  (``<prefix>.node.<uid>``) with its channels and subscriber counts, and the answers are added up. It fails
+  with 100 when a node known to be there does not answer within :data:`SURVEY_TIMEOUT` seconds. Surveys of
+  other operations are answered "method not found" (Centrifugo's code 3), so a surveying node never waits.
 
 Commands this node cannot decode, or does not implement (surveys, notifications, label filters), are ignored
 and logged at most once a minute.
@@ -18,6 +22,7 @@ and logged at most once a minute.
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import logging
 import os
 import socket
@@ -27,6 +32,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from google.protobuf.message import DecodeError
 
+from neoevents.engines.base import EngineError
+from neoevents.exceptions import ProtocolError
 from neoevents.protocol import codes, control_pb2
 
 pb: Any = control_pb2  # generated code, untyped
@@ -37,6 +44,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("neoevents.cluster")
 
 ANNOUNCE_INTERVAL: Final = 3.0
+SURVEY_TIMEOUT: Final = 5.0
+SURVEY_INVALID_REQUEST: Final = 2  # Centrifugo's survey reply codes
+SURVEY_METHOD_NOT_FOUND: Final = 3
 NODE_EXPIRY: Final = 3 * ANNOUNCE_INTERVAL + 1.0
 VERSION: Final = "neoevents"
 
@@ -51,6 +61,8 @@ class Cluster:
         self._others: dict[str, tuple[dict[str, Any], float]] = {}  # uid -> (info, monotonic time heard)
         self._announcer: asyncio.Task[None] | None = None
         self._ignored_logged = 0.0
+        self._survey_id = 0
+        self._surveys: dict[int, tuple[dict[str, Any], asyncio.Future[None], int]] = {}  # id -> (answers, done, n)
 
     # ---- life cycle ----------------------------------------------------------------------------
 
@@ -167,6 +179,68 @@ class Cluster:
     async def _send(self, **fields: Any) -> None:
         await self.node.broker.publish_control(self._command(**fields))
 
+    # ---- surveys -------------------------------------------------------------------------------
+
+    def local_channels(self, pattern: str = "") -> dict[str, int]:
+        found = self.node.hub.channels()
+        if pattern:
+            found = {ch: n for ch, n in found.items() if fnmatch.fnmatchcase(ch, pattern)}
+        return found
+
+    async def channels(self, pattern: str = "") -> dict[str, int]:
+        """Channels with subscribers on any node, and how many (raises 100 when a node does not answer)."""
+        channels = self.local_channels(pattern)
+        others = len(self.nodes()) - 1
+        if others <= 0:
+            return channels
+        self._survey_id += 1
+        survey_id = self._survey_id
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        answers: dict[str, Any] = {}
+        self._surveys[survey_id] = (answers, done, others)
+        try:
+            request = pb.ChannelsRequest(pattern=pattern).SerializeToString()
+            await self._send(survey_request=pb.SurveyRequest(id=survey_id, op="channels", data=request))
+            async with asyncio.timeout(SURVEY_TIMEOUT):
+                await done
+        except (TimeoutError, EngineError) as exc:
+            log.warning("channels survey: %d of %d other nodes answered (%s)", len(answers), others, exc or "timeout")
+            raise ProtocolError(codes.ERROR_INTERNAL) from exc
+        finally:
+            del self._surveys[survey_id]
+        for uid, response in answers.items():
+            if response.code:
+                log.warning("channels survey: node %s answered with code %d", uid, response.code)
+                raise ProtocolError(codes.ERROR_INTERNAL)
+            for channel, info in pb.ChannelsResult.FromString(response.data).channels.items():
+                channels[channel] = channels.get(channel, 0) + info.num_clients
+        return channels
+
+    def _answer_survey(self, asker: str, request: Any) -> None:
+        response = pb.SurveyResponse(id=request.id)
+        if request.op != "channels":
+            response.code = SURVEY_METHOD_NOT_FOUND
+        else:
+            try:
+                pattern = pb.ChannelsRequest.FromString(request.data).pattern
+            except DecodeError:
+                response.code = SURVEY_INVALID_REQUEST
+            else:
+                result = pb.ChannelsResult()
+                for channel, count in self.local_channels(pattern).items():
+                    result.channels[channel].num_clients = count
+                response.data = result.SerializeToString()
+        self.node.spawn(self.node.broker.publish_control(self._command(survey_response=response), node_id=asker))
+
+    def _survey_answered(self, uid: str, response: Any) -> None:
+        survey = self._surveys.get(response.id)
+        if survey is None:
+            return  # too late, or not ours
+        answers, done, expected = survey
+        answers[uid] = response
+        if len(answers) >= expected and not done.done():
+            done.set_result(None)
+
     # ---- commands from the other nodes ---------------------------------------------------------
 
     def handle(self, data: bytes) -> None:
@@ -181,6 +255,10 @@ class Cluster:
         node = self.node
         if cmd.HasField("node"):
             self._heard(cmd.node)
+        elif cmd.HasField("survey_request"):
+            self._answer_survey(cmd.uid, cmd.survey_request)
+        elif cmd.HasField("survey_response"):
+            self._survey_answered(cmd.uid, cmd.survey_response)
         elif cmd.HasField("disconnect"):
             d = cmd.disconnect
             if self._unsupported(d):

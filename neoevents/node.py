@@ -144,7 +144,7 @@ class Node:
     # ---- life cycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self.broker.start(self)
+        await self.broker.start(self, node_id=self.cluster.uid)
         self._ticker = asyncio.get_running_loop().create_task(self._tick_forever())
         self.cluster.start()
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import fnmatch
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -355,9 +354,7 @@ class Executor:
         return {}
 
     async def channels(self, p: ChannelsParams, who: ApiUser | None = None) -> dict[str, Any]:
-        found = self.node.hub.channels()
-        if p.pattern:
-            found = {ch: n for ch, n in found.items() if fnmatch.fnmatchcase(ch, p.pattern)}
+        found = await self.node.cluster.channels(p.pattern)
         return {"channels": {ch: {"num_clients": n} for ch, n in found.items()}}
 
     async def info(self, p: InfoParams, who: ApiUser | None = None) -> dict[str, Any]:

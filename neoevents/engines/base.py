@@ -96,8 +96,9 @@ class BrokerEventHandler(Protocol):
 
 
 class Broker(Protocol):
-    async def start(self, handler: BrokerEventHandler) -> None:
-        """Begin delivering events to ``handler``."""
+    async def start(self, handler: BrokerEventHandler, node_id: str = "") -> None:
+        """Begin delivering events to ``handler``; ``node_id`` names this node for control messages sent to it
+        alone (:meth:`publish_control`)."""
 
     async def close(self) -> None: ...
 
@@ -113,8 +114,9 @@ class Broker(Protocol):
 
     async def publish_leave(self, channel: str, info: ClientInfo) -> None: ...
 
-    async def publish_control(self, data: bytes) -> None:
-        """Send a control message to every node (including this one)."""
+    async def publish_control(self, data: bytes, node_id: str = "") -> None:
+        """Send a control message to every node (including this one), or with ``node_id`` to that node only.
+        At most once: a node not connected at that moment does not get it."""
 
     async def history(
         self, channel: str, flt: HistoryFilter, history_ttl: float = 0.0, meta_ttl: float = 0.0

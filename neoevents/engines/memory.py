@@ -43,11 +43,13 @@ class MemoryBroker:
         self._clock = clock
         self._default_meta_ttl = default_meta_ttl
         self._handler: BrokerEventHandler | None = None
+        self._node_id = ""
         self._streams: dict[str, _Stream] = {}
         self._results: dict[tuple[str, str], tuple[StreamPosition, float]] = {}
 
-    async def start(self, handler: BrokerEventHandler) -> None:
+    async def start(self, handler: BrokerEventHandler, node_id: str = "") -> None:
         self._handler = handler
+        self._node_id = node_id
 
     async def close(self) -> None:
         self._handler = None
@@ -117,8 +119,8 @@ class MemoryBroker:
         if self._handler is not None:
             self._handler.handle_leave(channel, info)
 
-    async def publish_control(self, data: bytes) -> None:
-        if self._handler is not None:
+    async def publish_control(self, data: bytes, node_id: str = "") -> None:
+        if self._handler is not None and (not node_id or node_id == self._node_id):
             self._handler.handle_control(data)
 
     async def history(

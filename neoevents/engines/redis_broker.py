@@ -10,7 +10,8 @@
   mixes script calls, with idempotency keys, and plain ``PUBLISH`` commands).
 * This node receives a channel's events by subscribing to ``<prefix>.client.<channel>`` while it has local
   subscribers there (:meth:`subscribe` / :meth:`unsubscribe`, batched per event-loop iteration by the
-  shard), and control messages on ``<prefix>.control``.
+  shard), and control messages on ``<prefix>.control`` and ``<prefix>.node.<node ID>`` (on every shard, as
+  Centrifugo publishes them on any).
 * Arriving messages are decoded and positions checked in :mod:`~neoevents.engines.redis_receiver`: a gap
   or a new epoch calls the handler's ``handle_insufficient_state`` (the node then unsubscribes the channel's
   positioned subscribers with 2500, and the SDKs recover). After the PUB/SUB connection was re-established,
@@ -74,6 +75,7 @@ class RedisBroker:
         self._client_prefix = prefix + ".client."
         self._control = (prefix + ".control").encode()
         self._start_wait = start_wait
+        self._node_prefix = prefix + ".node."  # + node ID: control messages for one node
         self._receiver = Receiver(self._control)
         self._checks: set[asyncio.Task[None]] = set()
         self._epoch = new_epoch()  # offered to the scripts for a stream without one; renewed once taken
@@ -84,7 +86,7 @@ class RedisBroker:
                 address,
                 on_message=self._receiver.on_message,
                 on_resubscribed=self._resubscribed,
-                always_subscribed=(self._control,) if index == 0 else (),
+                always_subscribed=(self._control,),
                 timeout=timeout,
             )
             for index, address in enumerate(addresses)
@@ -96,8 +98,14 @@ class RedisBroker:
 
     # ---- life cycle ----------------------------------------------------------------------------
 
-    async def start(self, handler: BrokerEventHandler) -> None:
+    async def start(self, handler: BrokerEventHandler, node_id: str = "") -> None:
         self._receiver.handler = handler
+        if node_id:
+            # Control messages come over every shard (Centrifugo spreads them over its shards).
+            node_channel = (self._node_prefix + node_id).encode()
+            self._receiver.controls.add(node_channel)
+            for shard in self.shards:
+                shard.always_subscribed = (self._control, node_channel)
         ready = await asyncio.gather(*(shard.start(self._start_wait) for shard in self.shards))
         if not all(ready):
             log.error("starting without Redis: operations that need it fail with 100 until it is reachable")
@@ -267,8 +275,9 @@ class RedisBroker:
         with contextlib.suppress(EngineError):
             await self.shard(channel).call("PUBLISH", self._client_prefix + channel, message)
 
-    async def publish_control(self, data: bytes) -> None:
-        await self.shards[0].call("PUBLISH", self._control, data)
+    async def publish_control(self, data: bytes, node_id: str = "") -> None:
+        channel = (self._node_prefix + node_id).encode() if node_id else self._control
+        await self.shards[0].call("PUBLISH", channel, data)
 
     # ---- history -------------------------------------------------------------------------------
 

@@ -37,7 +37,7 @@ class Receiver:
     def __init__(self, control: bytes) -> None:
         self.handler: BrokerEventHandler | None = None
         self.names: dict[bytes, str] = {}  # PUB/SUB channel -> channel, for the channels subscribed here
-        self._control = control
+        self.controls = {control}  # the control channel, and this node's own once it has an ID
         self._positions: dict[str, tuple[int, str]] = {}  # last position seen per channel
         self._malformed_logged = 0.0
 
@@ -97,7 +97,7 @@ class Receiver:
         if handler is None:
             return
         if channel is None:
-            if key == self._control:
+            if key in self.controls:
                 handler.handle_control(data)
             return
         try:

@@ -63,7 +63,7 @@ class RedisShard:
         self.on_connected: list[Callable[[], None]] = []  # called each time the command connection is (re)made
         self._on_message = on_message
         self._on_resubscribed = on_resubscribed
-        self._always = tuple(always_subscribed)
+        self.always_subscribed = tuple(always_subscribed)
         self.subscriptions = Subscriptions()  # PUB/SUB channels wanted, besides the fixed ones
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
@@ -269,7 +269,7 @@ class RedisShard:
             self._retry_now.set()
             self.pubsub = self.subscriptions.connection = conn
             resubscribed = list(self.subscriptions.wanted)
-            waiters = [self.subscriptions.send(channel) for channel in (*self._always, *resubscribed)]
+            waiters = [self.subscriptions.send(channel) for channel in (*self.always_subscribed, *resubscribed)]
             try:
                 async with asyncio.timeout(self.timeout + len(waiters) / 10000):
                     await asyncio.gather(*waiters)

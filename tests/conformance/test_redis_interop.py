@@ -99,7 +99,16 @@ async def test_centrifugo_and_neoevents_nodes_form_one_cluster(
         for c in (on_neo, on_cf):
             await c.client.connect()
             await c.client.ready()
+        # The channels API surveys every node: each server counts the other's subscribers too.
+        for c in (on_neo, on_cf):
+            sub, _ = c.subscribe_to(channel)
+            await sub.subscribe()
+            await sub.ready()
+        for server in (centrifugo, neoevents):
+            found = await api(server, "channels", {"pattern": "chat:cluster-*"})
+            assert found["channels"] == {channel: {"num_clients": 2}}
         # Server-side subscribe and unsubscribe through the other server's API.
+        channel = unique("chat:cluster-")
         await api(centrifugo, "subscribe", {"user": "on-neo", "channel": channel})
         await on_neo.events.wait("server_subscribed")
         await api(neoevents, "subscribe", {"user": "on-cf", "channel": channel})

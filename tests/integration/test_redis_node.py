@@ -186,3 +186,14 @@ async def test_server_side_actions_reach_the_clients_of_every_node(nodes: tuple[
     await asyncio.sleep(0.2)
     pushes = [r for r in peek(own_transport) if "push" in r]
     assert len(pushes) == 1
+
+
+async def test_channels_are_counted_on_every_node(nodes: tuple[Node, Node]) -> None:
+    a, b = nodes
+    for node in (a, b):
+        client, transport = await connect(node, "counted")
+        client.on_message(b'{"id":2,"subscribe":{"channel":"plain:counted"}}')
+        await wait_for(lambda t=transport: any(r.get("id") == 2 for r in peek(t)))
+    await wait_for(lambda: len(a.cluster.nodes()) == 2 and len(b.cluster.nodes()) == 2, timeout=10)
+    assert await a.cluster.channels("plain:*") == {"plain:counted": 2}
+    assert await b.cluster.channels("nothing*") == {}
