@@ -5,7 +5,8 @@ format (:mod:`neoevents.protocol.control_pb2`), so that neoevents and Centrifugo
 cluster:
 
 * Every node announces itself (``Command.node``: its counts and uptime) every :data:`ANNOUNCE_INTERVAL`
-  seconds; the ``info`` API lists the nodes heard from within :data:`NODE_EXPIRY` seconds, this one first.
+  seconds and says when it shuts down (``Command.shutdown``); the ``info`` API lists the nodes heard from
+  within :data:`NODE_EXPIRY` seconds that have not shut down, this one first.
 * The server API's ``disconnect``, ``unsubscribe``, ``subscribe`` and ``refresh`` act on this node's clients
   and are sent to the others, which act on theirs. A node ignores its own commands (the memory engine hands
   them straight back). Delivery is at most once, like everything on the control channel: a node that is not
@@ -22,6 +23,7 @@ and logged at most once a minute.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fnmatch
 import logging
 import os
@@ -69,10 +71,15 @@ class Cluster:
     def start(self) -> None:
         self._announcer = asyncio.get_running_loop().create_task(self._announce_forever())
 
-    def stop(self) -> None:
-        if self._announcer is not None:
-            self._announcer.cancel()
-            self._announcer = None
+    async def stop(self) -> None:
+        """Stop announcing, and tell the other nodes this one is gone (they stop listing it and waiting for its
+        survey answers)."""
+        if self._announcer is None:
+            return
+        self._announcer.cancel()
+        self._announcer = None
+        with contextlib.suppress(Exception):  # Redis may be away: the others forget this node in NODE_EXPIRY
+            await self._send(shutdown=pb.Shutdown())
 
     async def _announce_forever(self) -> None:
         while True:
@@ -255,6 +262,8 @@ class Cluster:
         node = self.node
         if cmd.HasField("node"):
             self._heard(cmd.node)
+        elif cmd.HasField("shutdown"):
+            self._others.pop(cmd.uid, None)
         elif cmd.HasField("survey_request"):
             self._answer_survey(cmd.uid, cmd.survey_request)
         elif cmd.HasField("survey_response"):

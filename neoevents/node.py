@@ -154,7 +154,7 @@ class Node:
             client.disconnect(codes.DISCONNECT_SHUTDOWN)
         if self._ticker is not None:
             self._ticker.cancel()
-        self.cluster.stop()
+        await self.cluster.stop()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=2)
         await self.broker.close()

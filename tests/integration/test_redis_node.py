@@ -197,3 +197,19 @@ async def test_channels_are_counted_on_every_node(nodes: tuple[Node, Node]) -> N
     await wait_for(lambda: len(a.cluster.nodes()) == 2 and len(b.cluster.nodes()) == 2, timeout=10)
     assert await a.cluster.channels("plain:*") == {"plain:counted": 2}
     assert await b.cluster.channels("nothing*") == {}
+
+
+async def test_a_node_that_shuts_down_leaves_the_cluster_at_once(redis_server: RedisServer) -> None:
+    config = Config(
+        token_hmac_secret_key=SECRET, engine="redis", redis_address=(redis_server.address,), redis_prefix="gone"
+    )
+    staying, leaving = [Node(config, *create_redis_engine(config)) for _ in range(2)]
+    for node in (staying, leaving):
+        await node.start()
+    try:
+        await wait_for(lambda: len(staying.cluster.nodes()) == 2, timeout=10)
+        await leaving.shutdown()
+        await wait_for(lambda: len(staying.cluster.nodes()) == 1, timeout=2)  # well before NODE_EXPIRY
+        assert await staying.cluster.channels() == {}  # no survey waiting for the node that left
+    finally:
+        await staying.shutdown()
