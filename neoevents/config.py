@@ -113,6 +113,7 @@ class Config:
     redis_presence_ttl: float = 60.0
     # Client connections.
     allowed_origins: tuple[str, ...] = ()
+    client_trusted_proxies: tuple[str, ...] = ()
     client_insecure: bool = False
     client_anonymous: bool = False
     client_channel_limit: int = 128

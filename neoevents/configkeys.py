@@ -24,6 +24,7 @@ from neoevents.configvalues import (
     choice,
     duration,
     integer,
+    network_problem,
     origin_problem,
     parse_bool,
     parse_namespace_list,
@@ -210,6 +211,12 @@ KEYS: Final[tuple[KeySpec, ...]] = (
         "Browser origins allowed to open connections: `*`, or `scheme://host[:port]` with `*` wildcards in "
         "the host. Empty (as in Centrifugo) accepts only an Origin whose host equals the request's Host; "
         "requests without an Origin header are always accepted.",
+    ),
+    KeySpec(
+        "client_trusted_proxies",
+        string_list("list of networks", network_problem),
+        "Reverse proxies (addresses or CIDR networks) whose `X-Forwarded-For` / `X-Real-IP` headers name the "
+        "client's address, for per-address limits and logs. Empty: the TCP peer is the client.",
     ),
     KeySpec("client_insecure", _BOOL, "Accept connections without a token and skip channel permission checks."),
     KeySpec("client_anonymous", _BOOL, "Accept connections without a token as anonymous users."),

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from neoevents.auth.rules import ACTIONS
 from neoevents.config import ChannelRules, RateLimit
+from neoevents.transport.proxies import parse_network
 
 # ----------------------------------------------------------------------------------------------------
 # Value types: a documentation label and a parser that raises ValueError(reason).
@@ -355,6 +356,14 @@ def origin_problem(pattern: str) -> str | None:
     if pattern == "*" or _ORIGIN_PATTERN.fullmatch(pattern):
         return None
     return "is not an origin pattern: use '*' or scheme://host[:port] ('*' allowed in the host), no path"
+
+
+def network_problem(text: str) -> str | None:
+    try:
+        parse_network(text)
+    except ValueError:
+        return "is not a network: use an address or CIDR notation such as 10.0.0.0/8 or fd00::/8"
+    return None
 
 
 _REDIS_URL: Final = re.compile(r"(redis|rediss|unix|tcp)://\S+")

@@ -16,6 +16,7 @@ from neoevents.node import Node
 from neoevents.transport.echo import TEST_ECHO_PATH, EchoConnection
 from neoevents.transport.flusher import Flusher
 from neoevents.transport.http import HttpProtocol, HttpRequest, HttpResponse
+from neoevents.transport.proxies import TrustedProxies
 from neoevents.transport.websocket import WebSocketConnection
 
 log = logging.getLogger("neoevents.server")
@@ -64,9 +65,10 @@ class Server:
 
         admit = node.limits.admit_connection if node.limits is not None else None
         paths = frozenset(ws_paths)
+        proxies = TrustedProxies(self.config.client_trusted_proxies)
 
         def factory() -> HttpProtocol:
-            return HttpProtocol(self.handle, upgrade, paths, flusher, self._http, admit)
+            return HttpProtocol(self.handle, upgrade, paths, flusher, self._http, admit, proxies)
 
         self._server = await loop.create_server(factory, host, port, backlog=4096, reuse_address=True)
         sock = self._server.sockets[0]

@@ -18,6 +18,7 @@ import httptools
 
 from neoevents.ratelimit import retry_after_header
 from neoevents.transport.flusher import Flusher
+from neoevents.transport.proxies import TrustedProxies
 from neoevents.transport.websocket import WebSocketConnection
 
 log = logging.getLogger("neoevents.http")
@@ -87,6 +88,7 @@ class HttpProtocol(asyncio.Protocol):
         "_in_head",
         "_keep_alive",
         "_parser",
+        "_proxies",
         "_remote",
         "_requests",
         "_upgrade",
@@ -103,9 +105,11 @@ class HttpProtocol(asyncio.Protocol):
         flusher: Flusher,
         connections: set[HttpProtocol],
         admit: Admit | None = None,
+        proxies: TrustedProxies | None = None,
     ) -> None:
         self._handler = handler
         self._admit = admit
+        self._proxies = proxies or None
         self._upgrade = upgrade
         self._ws_paths = (
             websocket_path
@@ -136,10 +140,13 @@ class HttpProtocol(asyncio.Protocol):
 
     @property
     def remote(self) -> str:
-        """The peer's IP address ("" when unknown)."""
+        """The client's IP address ("" when unknown): the peer's, or behind a trusted proxy the one its headers
+        name for the current request (see :mod:`~neoevents.transport.proxies`)."""
         if self._remote is None:
             peer = self.transport.get_extra_info("peername") if self.transport is not None else None
             self._remote = str(peer[0]) if peer else ""
+        if self._proxies is not None:
+            return self._proxies.client(self._remote, self._headers)
         return self._remote
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -240,6 +240,38 @@ async def test_connection_attempts_per_address_get_429(server_factory: Factory) 
         await client.close()
 
 
+async def test_behind_a_trusted_proxy_each_forwarded_address_has_its_own_budget(server_factory: Factory) -> None:
+    server = server_factory(
+        "neoevents",
+        options(client_ip_connection_rate_limit="2/30s", client_trusted_proxies=["127.0.0.0/8", "::1"]),
+    )
+    opened = []
+    for client_ip in ("203.0.113.7", "198.51.100.9"):
+        for _ in range(2):
+            forwarded = {"X-Forwarded-For": f"{client_ip}, 127.0.0.1"}
+            opened.append(await RawClient.connect(server.ws_url, extra_headers=forwarded))
+        with pytest.raises(InvalidStatus) as refused:
+            await RawClient.connect(server.ws_url, extra_headers={"X-Forwarded-For": client_ip})
+        assert refused.value.response.status_code == 429
+    # Without a forwarded address the proxy itself is the client, with a budget of its own.
+    opened.append(await RawClient.connect(server.ws_url))
+    for client in opened:
+        await client.close()
+
+
+async def test_forwarded_addresses_from_an_untrusted_peer_are_ignored(server_factory: Factory) -> None:
+    server = server_factory(
+        "neoevents", options(client_ip_connection_rate_limit="2/30s", client_trusted_proxies=["10.0.0.0/8"])
+    )
+    opened = [
+        await RawClient.connect(server.ws_url, extra_headers={"X-Forwarded-For": f"203.0.113.{k}"}) for k in (1, 2)
+    ]
+    with pytest.raises(InvalidStatus):  # every attempt counts against the real peer, 127.0.0.1
+        await RawClient.connect(server.ws_url, extra_headers={"X-Forwarded-For": "203.0.113.3"})
+    for client in opened:
+        await client.close()
+
+
 async def test_connection_attempt_rate_within_10_percent(server_factory: Factory) -> None:
     rate = 20
     server = server_factory("neoevents", options(client_ip_connection_rate_limit=f"{rate}/1s"))
