@@ -99,7 +99,7 @@ class Cluster:
             "version": VERSION,
             "num_clients": len(node.clients),
             "num_users": len(node.users),
-            "num_channels": len(node.hub.channels()),
+            "num_channels": node.hub.num_channels(),
             "num_subs": node.hub.num_subscriptions(),
             "metrics": {"interval": 60, "items": {}},
         }

@@ -49,6 +49,9 @@ class Hub:
         subs = self._subs.get(channel)
         return list(subs.items()) if subs else []
 
+    def num_channels(self) -> int:
+        return len(self._subs)
+
     def channels(self) -> dict[str, int]:
         return {channel: len(subs) for channel, subs in self._subs.items()}
 

@@ -765,7 +765,3 @@ class Node:
         sweep = getattr(self.broker, "sweep", None)
         if sweep is not None and self._tick_count % 10 == 0:
             sweep()
-
-    def info(self) -> dict[str, Any]:
-        """This node's entry of the ``info`` API (see :meth:`Cluster.nodes` for the whole cluster)."""
-        return self.cluster.local_info()
