@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import multiprocessing as mp
 import os
@@ -43,6 +44,7 @@ SOURCE_ADDRESSES = tuple(f"127.0.0.{i}" for i in range(2, 10))
 MAX_LATENCY_SAMPLES = 2_000_000
 
 _HANDSHAKE, _SETUP, _LIVE, _CLOSED = 0, 1, 2, 3
+_LINGER_ZERO = struct.pack("ii", 1, 0)
 
 
 @dataclass
@@ -74,7 +76,7 @@ class _Worker:
         self.recording = False
         self.latencies = array("q")
         self.conns: list[Subscriber] = []
-        self.prepared: list[tuple[ConnSpec, int, bytes]] = []
+        self.prepared: list[tuple[ConnSpec, int, bytes, bytes]] = []
         self.lost = 0
         self.errors: list[str] = []
         # centrifugo: (epoch, offset) of connection i's subscription, from its subscribe reply
@@ -350,36 +352,50 @@ class _WorkerLoop:
         for k, i in enumerate(range(spec.first, spec.first + spec.count)):
             channel = spec.channel.format(i=i)
             setup = _setup_bytes(spec, i, tokens[k], channel, self.w.positions.get(i))
-            self.w.prepared.append((spec, i, setup))
+            request = wire.upgrade_request(spec.host, spec.port, spec.path.format(channel=channel))
+            self.w.prepared.append((spec, i, request, setup))
         return {"prepared": len(self.w.prepared)}
 
     async def op_open(self) -> dict[str, Any]:
         prepared, self.w.prepared = self.w.prepared, []
         if not prepared:
             return {"ok": 0, "failed": 0, "errors": [], "elapsed": 0.0}
-        sem = asyncio.Semaphore(prepared[0][0].concurrency)
-        started = time.monotonic()
-        results = await asyncio.gather(*(self._open_one(sem, *p) for p in prepared), return_exceptions=True)
-        elapsed = time.monotonic() - started
-        errors = [r for r in results if isinstance(r, BaseException)]
+        # A fixed set of runners, each opening connections one after another: no task, semaphore slot or
+        # gather entry per connection, and no garbage collection while they are opened, so the load
+        # generator's core goes to the connections themselves.
+        pending = iter(prepared)
+        errors: list[BaseException] = []
+
+        async def runner() -> None:
+            for spec, i, request, setup in pending:
+                try:
+                    await self._open_one(spec, i, request, setup)
+                except Exception as exc:
+                    errors.append(exc)
+
+        runners = min(len(prepared), prepared[0][0].concurrency)
+        gc.disable()
+        try:
+            started = time.monotonic()
+            await asyncio.gather(*(runner() for _ in range(runners)))
+            elapsed = time.monotonic() - started
+        finally:
+            gc.enable()
         return {
-            "ok": len(results) - len(errors),
+            "ok": len(prepared) - len(errors),
             "failed": len(errors),
             "errors": sorted({repr(e)[:300] for e in errors})[:5],
             "elapsed": elapsed,
         }
 
-    async def _open_one(self, sem: asyncio.Semaphore, spec: ConnSpec, i: int, setup: bytes) -> None:
+    async def _open_one(self, spec: ConnSpec, i: int, request: bytes, setup: bytes) -> None:
         loop = asyncio.get_running_loop()
-        channel = spec.channel.format(i=i)
-        path = spec.path.format(channel=channel)
-        # One deadline for the whole set-up (asyncio.timeout, not wait_for: no extra task per step, so the
-        # load generator spends less of its core per connection).
-        async with sem, asyncio.timeout(spec.timeout):
+        # One deadline for the whole set-up (asyncio.timeout, not wait_for: no extra task per step).
+        async with asyncio.timeout(spec.timeout):
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             try:
                 # No TIME_WAIT left behind on the client side: the source ports stay reusable run after run.
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
                 sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 sock.bind((spec.sources[i % len(spec.sources)], 0))
@@ -389,7 +405,6 @@ class _WorkerLoop:
                 sock.close()
                 raise
             ready: asyncio.Future[None] = loop.create_future()
-            request = wire.upgrade_request(spec.host, spec.port, path)
             sample = spec.sample_every > 0 and i % spec.sample_every == 0
             _, proto = await loop.create_connection(
                 lambda: Subscriber(self.w, i, spec.proto, request, setup, sample, ready), sock=sock
