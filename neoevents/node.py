@@ -554,6 +554,12 @@ class Node:
         return result
 
     @property
+    def engine_publish_now(self) -> Callable[[str, bytes, PublishOptions], tuple[StreamPosition, bool]] | None:
+        """The engine's own synchronous publish (None unless :attr:`publishes_synchronously`): no namespace
+        check and no metric, for a caller that does both itself on a hot path."""
+        return self._publish_now
+
+    @property
     def publishes_synchronously(self) -> bool:
         """True when the engine publishes without waiting (the memory engine): :meth:`publish_now` works."""
         return self._publish_now is not None
