@@ -108,6 +108,7 @@ async def test_a_redis_that_stops_answering_is_given_up(
     engine: tuple[RedisBroker, RedisPresenceManager, Events], redis_server: RedisServer
 ) -> None:
     broker, _, _ = engine
+    assert (await broker.publish("c", b"{}", HISTORY))[0].offset == 1  # the publish script is loaded
     redis_server.pause()
     try:
         started = time.monotonic()
@@ -117,7 +118,10 @@ async def test_a_redis_that_stops_answering_is_given_up(
     finally:
         redis_server.resume()
     await until(lambda: connected(broker))
-    assert (await broker.publish("c", b"{}", HISTORY))[0].offset == 1
+    # The caller was told the publication failed, but a command already written may still run once Redis
+    # answers again: its outcome is unknown, as with any timed-out network call. The stream stays consistent.
+    offset = (await broker.publish("c", b"{}", HISTORY))[0].offset
+    assert offset in (2, 3)
 
 
 async def test_subscriptions_of_one_loop_iteration_share_one_command(
