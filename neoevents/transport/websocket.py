@@ -334,8 +334,13 @@ class WebSocketConnection(asyncio.Protocol):
         if self._closing:
             return
         self._node.metrics.disconnect(disconnect.code)
-        self.flush()
+        pending = self._pending
+        self._pending = None
+        # Closing from here on: should this last write pass the queue limit, the event loop's pause_writing
+        # must not replace the code this connection is closing with by 3008.
         self._closing = True
+        if pending is not None:
+            self.transport.write(pending if isinstance(pending, bytes) else b"".join(pending))
         ws = self._library()
         if ws.state is State.OPEN:
             ws.send_close(disconnect.code, disconnect.reason)

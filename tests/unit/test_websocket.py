@@ -19,6 +19,7 @@ from websockets.uri import parse_uri
 
 from neoevents.config import Config
 from neoevents.metrics import Metrics
+from neoevents.protocol.codes import DISCONNECT_SHUTDOWN
 from neoevents.transport.echo import EchoConnection
 from neoevents.transport.flusher import Flusher
 
@@ -282,6 +283,26 @@ async def test_a_client_over_the_queue_limit_is_disconnected_with_3008() -> None
     assert close_code(frames) == 3008
     peer.conn.pause_writing()  # already closing: nothing more is sent
     assert not peer.transport.out
+
+
+async def test_a_final_write_over_the_queue_limit_keeps_the_close_code() -> None:
+    peer = Peer(client_queue_max_size=4096)
+    transport = peer.transport
+    plain_write = transport.write
+
+    def write(data: Any) -> None:  # as the event loop does: pause_writing once unsent output passes the limit
+        plain_write(data)
+        if len(transport.out) > 4096:
+            peer.conn.pause_writing()
+
+    transport.write = write  # type: ignore[method-assign]
+    peer.conn.send_frame(peer.conn.frame(b"x" * 5000))
+    peer.conn.close(DISCONNECT_SHUTDOWN)
+    peer._pump()
+    frames = [f for f in peer.client.events_received() if isinstance(f, Frame)]
+    assert [len(f.data) for f in frames if f.opcode is Opcode.TEXT] == [5000]
+    assert close_code(frames) == DISCONNECT_SHUTDOWN.code
+    assert peer.conn._node.metrics.disconnects == {DISCONNECT_SHUTDOWN.code: 1}
 
 
 async def test_end_of_stream_without_a_closing_handshake_closes_without_the_state_machine() -> None:
