@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import scenarios as sc
+from bench import stormgen
 from bench.loadgen import WorkerPool
 from bench.targets import DEFAULT_TARGETS, REPO, CentrifugoProtocolTarget, all_targets
 
@@ -158,7 +159,12 @@ async def run_suite(args: argparse.Namespace, log: Any = print) -> dict[str, Any
         if reason:
             log(f"target {name} unavailable: {reason}")
     pool = WorkerPool(workers, args.client_cpus or None)
-    ctx = sc.Context(pool, sizes, workdir, log, list(args.server_cpus))
+    ctx = sc.Context(pool, sizes, workdir, log, list(args.server_cpus), list(args.client_cpus))
+    if "storm" in args.scenarios:
+        try:  # before any target starts, outside the scenario's time budget
+            await asyncio.to_thread(stormgen.binary)
+        except RuntimeError as exc:
+            log(f"connect-storm client unavailable (the storm rows will fail): {exc}")
     try:
         for scenario in args.scenarios:
             for size, fn in sc.variants(scenario, sizes):

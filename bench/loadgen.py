@@ -16,6 +16,12 @@ arrive as ``42["pub",{...}]``) and ``raw`` (subscribed once the upgrade succeede
 
 The coordinator talks to workers over a pipe (:class:`WorkerPool`) and reads their running delivery totals
 from a shared array without asking.
+
+The connect storm does not use these workers: it is driven by the compiled client of :mod:`bench.stormgen`
+(``bench/stormgen/main.go``), which takes the upgrade requests and set-up bytes built here
+(:func:`_setup_bytes`, :func:`_tokens`) and completes the set-up the way :class:`Subscriber` does. A change to
+a protocol's set-up belongs in both. The reconnect-with-recovery storm stays here: it needs the subscription
+positions the workers record.
 """
 
 from __future__ import annotations

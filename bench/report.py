@@ -318,16 +318,21 @@ skipped.
 
 ## Method
 
-- **Pinning.** The server runs alone on one core; the load generator (worker processes and the publisher)
-  shares the other. Go's runtime sizes itself from that affinity (GOMAXPROCS=1), so every server has exactly
-  one core. Deliveries/s are therefore *one-core* figures; rows where the load generator used ≥ 90% of its
-  core are marked **†** — there the server had spare CPU and the rate is a floor of what it can do, while
-  CPU per delivery is still a fair cost figure.
+- **Pinning.** The server runs alone on one core; the load generator (worker processes, the publisher and
+  the connect-storm client) shares the other. Go's runtime sizes itself from that affinity (GOMAXPROCS=1), so
+  every server has exactly one core. Deliveries/s are therefore *one-core* figures; rows where the load
+  generator used ≥ 90% of its core are marked **†** — there the server had spare CPU and the rate is a floor
+  of what it can do, while CPU per delivery is still a fair cost figure.
 - **Load generator.** Worker processes on uvloop with raw `asyncio.Protocol` WebSocket clients, spread over
   source addresses 127.0.0.2-9. Each connection is set up with the target's real protocol — for neoevents and
   Centrifugo a Centrifugo JSON `connect` with its own HS256 token (user `u<i>`) and a `subscribe` — and then
   deliveries are counted on the raw byte stream without parsing frames. ~256 connections per run also read
   the send timestamp embedded in each ~100-byte payload for publish → receive latency. Pings are answered.
+  The connect storm is driven by a compiled client instead (`bench/stormgen/`, Go standard library only,
+  GOMAXPROCS=1 on the load generator's core), so that the client's cost per connection does not bound the
+  rate: it sends the same upgrade requests and set-up bytes, built by the Python side, and completes each
+  set-up the same way (pings answered, close frames and error replies counted as failures). The reconnect
+  with recovery storm stays on the Python workers, which record the subscription positions it needs.
 - **Publishing.** neoevents and Centrifugo: the HTTP server API (`/api/publish`, or `/api/batch` with 100
   publications per request) over keep-alive connections with pipelined, concurrent requests. nats-server:
   `PUB` on its client port. Floors: frames on a `/pub` WebSocket. Peers: a `/pub` WebSocket on the peer's
@@ -440,7 +445,7 @@ def _sizes_text(result: dict[str, Any]) -> str:
         f"publications/s) {points}. Many channels: {s['channels']:,} connections, fixed rate "
         f"{s['channels_fixed_rate']:,} publications/s. Idle: {s['idle_connections']:,} connections for "
         f"{s['idle_window']:g} s. Connect storm: {s['storm_connections']:,} connections, "
-        f"{s['storm_concurrency']} handshakes in flight per worker x {result.get('workers', '?')} workers."
+        f"{s['storm_concurrency'] * result.get('workers', 1):,} handshakes in flight."
         f"{recovery} Warm-up {s['warmup']:g} s, window {s['window']:g} s, payload {s['payload_size']} bytes."
     )
 
@@ -974,8 +979,9 @@ def render(result: dict[str, Any], source: Path, charts: dict[str, str]) -> str:
             for r in found
         ]  # fmt: skip
         parts.append(
-            "## Connect storm\n\nNew connections as fast as the load generator opens them: TCP connect, "
-            "WebSocket upgrade, and for neoevents/Centrifugo a `connect` with a fresh JWT per user plus a "
+            "## Connect storm\n\nNew connections as fast as the connect-storm client (`bench/stormgen/`) opens "
+            "them: TCP connect, WebSocket upgrade, and for neoevents/Centrifugo a `connect` with a fresh JWT per "
+            "user plus a "
             "`subscribe`; counted when the subscribe reply arrives (the 101 for floors and Channels, whose "
             "consumer joins the group before accepting; the PONG for NATS; the `40` connect reply for socket.io, "
             "sent after the connect handler joined the room).\n\n"

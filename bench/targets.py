@@ -4,7 +4,8 @@ A target says how to start its server (pinned to the server CPUs), which subscri
 generator uses (``centrifugo`` JSON, ``nats`` over WebSocket, ``engineio`` for socket.io servers, or ``raw``
 for the floors and Django Channels), how logical channel names map onto its own, and which publisher injects
 publications. Adding a peer means one more :class:`Target` here plus, if it speaks a new protocol, one more
-branch in :class:`bench.loadgen.Subscriber` and a publisher in :mod:`bench.publishers`.
+branch in :class:`bench.loadgen.Subscriber` and in the connect-storm client (``bench/stormgen/main.go``) and a
+publisher in :mod:`bench.publishers`.
 
 A target that needs a Redis (python-socketio's Redis manager, ``channels_redis``) starts its own
 ``redis-server`` on a free port, pinned to the server CPUs too; its CPU time and memory are counted with the

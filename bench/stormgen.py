@@ -1,0 +1,182 @@
+"""The connect-storm client: a compiled program (``bench/stormgen/``, Go, standard library only) that opens
+connections as fast as it can and holds them.
+
+The connect storm measures how many connections a server sets up per second, so its client must cost less
+per connection than the server; the Python load generator (:mod:`bench.loadgen`) spends about 220 µs of its
+core on each, most of it in the interpreter. This client takes the same input the Python workers build — per
+connection the HTTP upgrade request and the set-up bytes (:func:`bench.loadgen._setup_bytes`, with the
+tokens of :func:`bench.loadgen._tokens`) — and completes each set-up the way :class:`bench.loadgen.Subscriber`
+does: TCP connect from one of the source addresses, upgrade, then the target's protocol, answering pings and
+failing on close frames and error replies. The reconnect-with-recovery storm stays on the Python workers,
+which record the subscription positions it needs.
+
+The binary is built with ``go build`` into a cache directory outside the repository
+(``~/.cache/neoevents/bench/stormgen``, or under ``$XDG_CACHE_HOME``), once per version of its sources, and
+runs with GOMAXPROCS=1 pinned to the load generator's CPUs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import struct
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench import wire
+from bench.loadgen import ConnSpec, _setup_bytes, _tokens
+from bench.targets import pinned
+
+SOURCE = Path(__file__).resolve().parent / "stormgen"
+CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "neoevents" / "bench" / "stormgen"
+
+
+def _source_digest() -> str:
+    h = hashlib.sha256()
+    for path in sorted(SOURCE.glob("*")):
+        if path.suffix in (".go", ".mod"):
+            h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def binary() -> Path:
+    """The client's executable, built first if its sources changed since the last build."""
+    path = CACHE / f"stormgen-{_source_digest()}"
+    if path.exists():
+        return path
+    go = shutil.which("go")
+    if go is None:
+        raise RuntimeError(
+            "the connect-storm client (bench/stormgen) is written in Go and `go` is not on PATH: "
+            "install Go 1.22 or newer to run the storm scenario"
+        )
+    CACHE.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    env = {**os.environ, "CGO_ENABLED": "0", "GOTOOLCHAIN": "local", "GOFLAGS": "-buildvcs=false"}
+    proc = subprocess.run(
+        [go, "build", "-o", str(tmp), "."], cwd=SOURCE, env=env, capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        raise RuntimeError(f"building the connect-storm client (go build in {SOURCE}) failed:\n{proc.stderr[-3000:]}")
+    os.replace(tmp, path)
+    for old in CACHE.glob("stormgen-*"):  # builds of earlier sources
+        if old != path and not old.name.endswith(".tmp"):
+            with contextlib.suppress(OSError):
+                old.unlink()
+    return path
+
+
+def encode(spec: ConnSpec) -> bytes:
+    """The client's input for ``spec``: a JSON header line, then per connection its source address index and
+    the lengths of its upgrade request and set-up bytes (``!BII``), followed by those bytes."""
+    if spec.recover:
+        raise ValueError("the connect-storm client does not recover subscriptions (the Python workers do)")
+    sources = list(spec.sources)
+    if not 0 < len(sources) < 256:
+        raise ValueError(f"{len(sources)} source addresses")
+    header = {
+        "proto": spec.proto,
+        "host": spec.host,
+        "port": spec.port,
+        "concurrency": spec.concurrency,
+        "timeout": spec.timeout,
+        "sources": sources,
+    }
+    parts = [json.dumps(header).encode() + b"\n"]
+    tokens = _tokens(spec)
+    for k, i in enumerate(range(spec.first, spec.first + spec.count)):
+        channel = spec.channel.format(i=i)
+        setup = _setup_bytes(spec, i, tokens[k], channel, None)
+        request = wire.upgrade_request(spec.host, spec.port, spec.path.format(channel=channel))
+        parts.append(struct.pack("!BII", i % len(sources), len(request), len(setup)) + request + setup)
+    return b"".join(parts)
+
+
+class StormClient:
+    """One run of the compiled client: :meth:`prepare` starts it with the connections of a :class:`ConnSpec`,
+    :meth:`open` opens them all (timed by the client itself), :meth:`close` closes them and ends it."""
+
+    def __init__(self, cpus: list[int] | None) -> None:
+        self.cpus = cpus
+        self.proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def pids(self) -> list[int]:
+        return [self.proc.pid] if self.proc is not None else []
+
+    async def prepare(self, spec: ConnSpec) -> None:
+        if self.proc is not None:
+            raise RuntimeError("the connect-storm client is already running")
+        exe = await asyncio.to_thread(binary)
+        data = await asyncio.to_thread(encode, spec)
+        fd, name = tempfile.mkstemp(prefix="stormgen-", suffix=".bin")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            env = {**os.environ, "GOMAXPROCS": "1"}
+            with pinned(self.cpus):  # the child inherits the affinity (and Go sizes itself from it)
+                self.proc = await asyncio.create_subprocess_exec(
+                    str(exe),
+                    name,
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                    env=env,
+                )
+            ready = await asyncio.wait_for(self._reply(), 60)
+        finally:
+            os.unlink(name)
+        if ready.get("ready") != spec.count:
+            raise RuntimeError(f"connect-storm client: {ready}")
+
+    async def open(self) -> dict[str, Any]:
+        """Open every prepared connection: ``{"ok", "failed", "errors", "elapsed"}`` like the worker pool's."""
+        return await self._command("open")
+
+    async def close(self) -> dict[str, Any]:
+        """Close the connections (resets) and end the client: ``{"closed", "lost"}``; lost = closed by the server
+        after their set-up."""
+        proc = self.proc
+        result: dict[str, Any] = {}
+        if proc is None:
+            return {}
+        try:
+            if proc.returncode is None:
+                result = await asyncio.wait_for(self._command("close"), 30)
+                await asyncio.wait_for(proc.wait(), 10)
+        finally:
+            self.kill()
+            self.proc = None
+        return result
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+
+    async def _command(self, command: str) -> dict[str, Any]:
+        proc = self.proc
+        if proc is None or proc.stdin is None:
+            raise RuntimeError("the connect-storm client is not running")
+        proc.stdin.write(command.encode() + b"\n")
+        await proc.stdin.drain()
+        return await self._reply()
+
+    async def _reply(self) -> dict[str, Any]:
+        proc = self.proc
+        assert proc is not None and proc.stdout is not None and proc.stderr is not None
+        line = await proc.stdout.readline()
+        if not line:
+            stderr = (await proc.stderr.read()).decode(errors="replace")
+            raise RuntimeError(f"the connect-storm client exited ({await proc.wait()}): {stderr[-2000:]}")
+        reply: dict[str, Any] = json.loads(line)
+        if "error" in reply:
+            raise RuntimeError(f"connect-storm client: {reply['error']}")
+        return reply

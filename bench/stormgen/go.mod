@@ -1,0 +1,3 @@
+module neoevents/bench/stormgen
+
+go 1.22
