@@ -18,73 +18,58 @@ PEERS = ("socketio-node", "python-socketio", "python-socketio-redis", "django-ch
 # move while the server is being optimised). Keys are scenario names ("fanout", "channels", "idle", "storm",
 # "recovery", "api"); each non-empty entry is printed under the comparison with Centrifugo.
 BEHIND_NOTES: dict[str, str] = {
-    "fanout": (
-        "The fixed-rate p99 at 2,000 subscribers x 50/s: 92 against 72 ms. Both servers need about 10 µs of CPU per "
-        "delivery in that row (one frame per write: nothing to batch at 50 publications/s), so both run their core "
-        "at 95-99% and latency is mostly queueing; the previous run measured the opposite (91 against 504 ms). At "
-        "1,000 and 10,000 subscribers neoevents' p99 is a third of Centrifugo's."
-    ),
-    "api": (
-        "Single publications over HTTP: 38.8 against 33.4 µs of CPU per request in this run (28.0 µs, 35,077/s, "
-        "in the previous run). API-only runs afterwards, alternating the previous code (54c5abc) and this one, "
-        "gave 29.1 and 35.6 µs against 30.6 and 46.3 µs: the spread between runs of the same code on this shared "
-        "machine is larger than the difference, but a small regression on this path is not ruled out. A request "
-        "is an HTTP parse, a JSON decode, the publication and an HTTP response, each a few microseconds in Python; "
-        "Go does the same "
-        "work in compiled code. What would close it reliably: a compiled HTTP/1.1 request parser and response "
-        "writer for the API path (httptools parses, but the request objects and response assembly are Python)."
-    ),
+    # Scenario -> why neoevents is behind Centrifugo there and what would close it. In the final run it is behind
+    # in no row of the comparison; the closest is the connect storm (1.01x the rate), see TARGET_NOTES.
 }
 
 # What stands between neoevents and the targets it does not meet in the final run, and what would close it.
 TARGET_NOTES = """\
-**Connect + subscribe ≥ 5,000/s.** 4,317/s at 187 µs of server CPU per connection (the previous run: 212 µs at
-5,000 connections; Centrifugo 327 µs, nats-server 306 µs, the protocol-less picows floor 216 µs in this run, whose
-connect storm opens 10,000 connections). The load generator used 97% of its core in that row, so the rate is
-bounded by the client side as much as by the server: at 187 µs the server alone would sustain about 5,300/s. A
-compiled (Go) load-generator worker was tried and did not help: it spends as much CPU per connection and per
-delivery as the Python one, because the kernel's share (connect, accept, epoll, wake-ups on loopback) dominates
-both. Counted in-process without sockets, neoevents' own work per connection fell by a fifth since the previous
-run (to about 90 µs: JWT ~10 µs, no task and no cycle collection per connection). What would close it: fewer
-system calls per connection (uvloop makes three per accepted socket - getsockname, getpeername, setsockopt -
-that a leaner accept path would not), or SO_REUSEPORT worker processes on the Redis engine (not a per-process
-figure).
+**Connect + subscribe ≥ 5,000/s.** 4,692/s at 198 µs of server CPU per connection, the server at 93% of its
+core and the connect-storm client at 69% of its own, so the server is now the bound (Centrifugo 4,625/s at
+207 µs, nats-server 4,524/s at 212 µs; the protocol-less floors picows 7,307/s at 137 µs and Node's `ws`
+6,102/s at 155 µs). Where the 198 µs go: counted in-process without sockets, neoevents' Python work is about
+103 µs per connection (HTTP parse and upgrade 7 µs, handshake and session creation 11.5 µs, HS256 verification
+9.5 µs, the two commands, their replies and the node's bookkeeping the rest). The remainder is kernel time:
+accept, two reads, epoll, and two writes (the 101 and the replies), each of which on loopback also runs the
+client's TCP receive path and wakes the client - about a fifth of the server's CPU in a profile. Until the
+previous run the storm was driven by the Python workers, which saturated their core (97%): they bounded the
+rate, and because they were never asleep the server's writes woke nobody (162 µs per connection then, against
+186-198 µs with the compiled client). Tried and not kept: libuv without io_uring for its epoll updates (no
+difference). What would close it: about 10% less Python per connection (the HTTP head and handshake parsed in
+compiled code, a lighter session object), or SO_REUSEPORT worker processes on the Redis engine (which is not a
+per-process figure).
 
-**Fan-out p99 ≤ 100 ms at 10,000 subscribers x 10/s.** 181 ms. Each publication is 10,000 socket writes of one
-frame, and one write to a loopback TCP socket costs 7-9 µs of kernel time here (the receiver's TCP processing and
-its wake-up are charged to the writer), so the last subscriber of a publication gets it about 80 ms after the
-first, and the load generator (one core for 10,000 sockets, at 97% in that row) adds its own queueing. Every
-server is in the same place: Centrifugo 642 ms, nats-server 514 ms, the picows floor 312 ms. What would close it:
-spreading the subscribers of a big channel over worker processes (one core each) on the Redis engine, and a load
-generator with a core to itself.
+**Fan-out p99 ≤ 100 ms at 10,000 subscribers x 10/s.** 211.82 ms (Centrifugo 826 ms, nats-server 884 ms, the
+floors 574-1,095 ms). Each publication is 10,000 socket writes of one frame; one write to a loopback TCP socket
+costs 8-11 µs of kernel time on this machine, because the receiver's TCP processing and its wake-up are charged
+to the writer. So the last subscriber of a publication gets it 80-115 ms after the first, and the load
+generator (one core for 10,000 sockets, 98% busy in that row) adds its own queueing. A check outside the full
+run shows the floor this sets: at 10,000 x 5/s, with the server at 58% and the load generator at 44% of their
+cores, the p99 was still 143 ms (p50 57 ms), because with idle receivers every write also wakes one (11.5 µs
+per delivery). What would close it: spreading the subscribers of a big channel over worker processes (one core
+each) on the Redis engine, on a machine with cores to spare for them and for the load generator.
 
-**Fan-out at 2,000 subscribers at or below nats-server's CPU per delivery.** 1.60 against 1.21 µs (at 1,000
-subscribers neoevents is at or below nats-server, 0.97 against 1.01 µs, and at 10,000 it is ahead, 4.91 against
-6.18 µs). Most of the cost is kernel time per write, so what counts is how many publications share a write. At
-2,000 subscribers the closed loop allows 20 publications in flight; nats-server reads them from one TCP stream in
-large batches, while HTTP API requests reach neoevents a few per event-loop iteration. The Redis engine shows
-the effect: the receiving node gets publications from Redis in batches and costs 1.07 µs per delivery in this
-row. Coalescing longer under load was tried after this run: delaying the next flush by 1 or 3 ms once a flush
-round had written to 1,000 connections gave 1.47-1.76 and 1.33-1.49 µs against 1.54-1.57 µs without (two runs
-each), not enough to reach nats-server's figure, so it was not kept. In these rows the load generator uses 98%
-of its core (nats-server's bigger writes cost it less per delivery), so the server is partly idle and the rate
-is the client's. What would close it: a load generator with more than one core, then measuring again.
-
-**HTTP API batch ≥ 200,000 publications/s.** 182,337/s at 5.42 µs per publication in this run; the same batch
-path measured 208,469/s (4.75 µs) in the previous run and 218,000/s in an API-only run afterwards. This row
-varies by about 20% from run to run on this shared machine, around the target. What would close it with margin:
-decoding a batch's publications without building a command object per publication.
+**Fan-out at 2,000 subscribers at or below nats-server's CPU per delivery.** 1.54 against 1.31 µs (at 10,000
+subscribers neoevents is well below it, 4.68 against 8.20 µs; rows of this size measured just before the run
+gave 1.30-1.34 against 1.02-1.04 µs). Most of the cost is kernel time per write, so what counts is how many
+publications share a write: nats-server reads the publications of its closed loop (20 in flight at this size)
+from one TCP stream in large batches and writes each subscriber several at once (its softirq share, the
+loopback receive work, is 0.19 of the core against neoevents' 0.31), while HTTP API requests reach neoevents a
+few per event-loop iteration. The load generator is at 97% of its core in that row. Tried earlier and not
+kept: delaying the next flush by 1-3 ms under load (about 10%). What would close it: a load generator with more
+than one core, so that publications arrive as fast as the server takes them.
 """
 
 Row = dict[str, Any]
 
-# Earlier full runs for the before/after table (their neoevents rows), oldest first: the run before the hot-path
-# changes listed in BEFORE_CHANGES, and the run after them, before those listed in LATER_CHANGES.
+# Earlier full runs for the before/after table (their neoevents rows), oldest first. CHANGES[k] lists what changed
+# between BEFORE_RUNS[k] and the next run (the last entry: between the last earlier run and this one).
 BEFORE_RUNS = (
     REPO / "bench" / "results" / "run-20261129T091822.json",
     REPO / "bench" / "results" / "run-20261129T113122.json",
+    REPO / "bench" / "results" / "run-20261129T135020.json",
 )
-BEFORE_CHANGES = """\
+_CHANGES_1 = """\
 - **WebSocket fast path**: complete, final, masked data frames are unmasked (the `websockets` C helper) and
   delivered directly; the library's state machine is built only for a connection that sends anything else
   (control frames, fragments, split or invalid frames). Saves its construction (~15 µs) per connection and
@@ -98,7 +83,7 @@ BEFORE_CHANGES = """\
 - **Connection set-up**: client IDs formatted from batched OS randomness, the start-up objects frozen out of the
   garbage collector and a higher young-generation threshold, the peer address looked up only when needed.
 """
-LATER_CHANGES = """\
+_CHANGES_2 = """\
 - **Fan-out**: a connection with one frame queued keeps that frame as is (no list per connection per
   publication, so a fan-out to 10,000 no longer feeds the garbage collector 10,000 containers); the event
   loop reports a client over its queue limit (`pause_writing`) instead of a buffer-size call per write; the
@@ -115,6 +100,17 @@ LATER_CHANGES = """\
   publications then arrive per event-loop iteration and share each write; Centrifugo's max-rate rows are
   measured the same way. The fan-out rows of the last column include this change.
 """
+_CHANGES_3 = """\
+- **HTTP API batch on the memory engine**: a plain publication by the trusted server (no tags, idempotency key
+  or history skip) goes straight to the engine with the same checks and metric, without the call layers of
+  the single-publication path: about 15% less CPU per batched publication.
+- **Method**: the connect storm is driven by a compiled client (`bench/stormgen/`) instead of the Python
+  workers, so that the client no longer bounds the rate (see "Connect storm" under the targets). Its figures
+  are not directly comparable with the earlier runs': the Python workers saturated their core and answered
+  the server in bursts, while the compiled client has idle time and answers each reply at once, so more of
+  the server's writes wake a sleeping client, which on loopback is charged to the server.
+"""
+CHANGES = (_CHANGES_1, _CHANGES_2, _CHANGES_3)
 
 
 def _fmt(value: Any, digits: int = 1) -> str:
@@ -609,11 +605,8 @@ def _before_after(result: dict[str, Any]) -> str:
         + " and ".join(names)
         + " against this run. Costs are server CPU (robust to other load on the machine); the many-channels size "
         "differs between the runs (5,000 in the first), so that row compares the cost per delivery only; a "
-        "missing value is a scenario the run did not have.\n\nWhat changed between the first two runs:\n\n"
-        + BEFORE_CHANGES
-        + "\nWhat changed since the second:\n\n"
-        + LATER_CHANGES
-        + "\n"
+        "missing value is a scenario the run did not have.\n\n"
+        + "".join(f"What changed after {name}:\n\n{text}\n" for name, text in zip(names, CHANGES, strict=False) if text)
         + _table(["measure", *versions, "this run", "this run / first"], lines)
         + "\n"
     )
