@@ -30,7 +30,7 @@ from neoevents.configfile import check_config, load_config
 from tests.support.listener import Listener, Response
 
 SECRET = "hmac-secret-0123456789abcdef0123456789abcdef0123456789abcdef0123456789"
-PLATFORM = "platform-jwt-secret-0123456789abcdef0123456789abcdef0123456789"
+PLATFORM = "platform-jwt-secret-0123456789abcdef0123456789abcdef0123456789abcdef"  # >= 64 bytes for HS512
 
 
 def _pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> str:
