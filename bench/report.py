@@ -310,7 +310,8 @@ floor), matplotlib (the charts) and the Python peers (python-socketio, uvicorn, 
 channels_redis, all pinned). The Centrifugo binary comes from `make centrifugo`, nats-server and
 redis-server from `make deps-system`, Node's `ws` from `make deps-node`, socket.io (pinned in
 `bench/peers/package-lock.json`) from `make deps-bench-node`; a target that is missing is reported as
-skipped.
+skipped. The connect-storm client (`bench/stormgen/`, Go standard library only) is built with `go build` on
+first use into `~/.cache/neoevents/bench/stormgen/`.
 
 ## Method
 
