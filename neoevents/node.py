@@ -15,7 +15,7 @@ import random
 import time
 import types
 from collections.abc import Callable, Coroutine, Generator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from msgspec import Raw
 
@@ -23,7 +23,14 @@ from neoevents.auth.rules import AccessRules, Identity
 from neoevents.auth.tokens import TokenVerifier
 from neoevents.cluster import Cluster
 from neoevents.config import Config, NamespaceOptions
-from neoevents.engines.base import Broker, HistoryFilter, PresenceManager, PublishOptions, StreamPosition
+from neoevents.engines.base import (
+    Broker,
+    HistoryFilter,
+    PresenceManager,
+    PublishOptions,
+    SharedBudgets,
+    StreamPosition,
+)
 from neoevents.exceptions import ProtocolError
 from neoevents.hub import Hub
 from neoevents.ids import IdGenerator
@@ -110,7 +117,9 @@ class Node:
         self.metrics = metrics or Metrics()
         self.tokens = tokens or TokenVerifier(config)
         # None unless enable_rate_limit: the hot paths check only this attribute.
-        self.limits = RateLimits(config, self.metrics) if config.enable_rate_limit else None
+        # With an engine whose budgets every node shares (Redis), the tenants' API quota is cluster-wide.
+        shared = cast(SharedBudgets, broker) if callable(getattr(broker, "spend", None)) else None
+        self.limits = RateLimits(config, self.metrics, shared=shared) if config.enable_rate_limit else None
         self.rules = AccessRules(config)
         self.hub = Hub()
         self.ids = IdGenerator()

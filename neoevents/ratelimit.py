@@ -1,4 +1,5 @@
-"""Rate limits and quotas of one node (in process; the memory engine's counterpart of a shared store).
+"""Rate limits and quotas: in process, and for the tenants' API quota in the engine when it can share budgets
+between nodes (:class:`~neoevents.engines.base.SharedBudgets`, the Redis engine).
 
 Every limit is a budget of ``count`` requests per ``period`` seconds, enforced with GCRA (the generic cell rate
 algorithm, equivalent to a token bucket of capacity ``count`` refilled at ``count / period`` per second). A key's
@@ -23,7 +24,8 @@ The limits (see ``docs/configuration.md``, *Rate limits*):
 * refused commands of one connection: when a connection is refused more than this budget, it is closed with
   3013 instead of being answered with 111;
 * WebSocket connection attempts per client IP address (IPv6 addresses by their /64 network);
-* publications through the HTTP API per tenant: the tenant of ``tenant:{id}:...`` channels.
+* publications through the HTTP API per tenant: the tenant of ``tenant:{id}:...`` channels (cluster-wide when
+  the engine shares budgets: :meth:`RateLimits.admit_publish_async`).
 
 Nothing here is created unless ``enable_rate_limit`` is set: the node's ``limits`` is then ``None`` and the
 command path costs one attribute check.
@@ -39,6 +41,7 @@ from collections.abc import Callable, Iterable
 from typing import Final
 
 from neoevents.config import Config, RateLimit
+from neoevents.engines.base import SharedBudgets
 from neoevents.exceptions import DisconnectError, ProtocolError
 from neoevents.metrics import Metrics
 from neoevents.protocol import codes
@@ -236,14 +239,18 @@ def retry_after_header(wait: float) -> str:
 class RateLimits:
     """Every limit of one node, built from its configuration (only when ``enable_rate_limit`` is set)."""
 
-    def __init__(self, config: Config, metrics: Metrics, *, clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self, config: Config, metrics: Metrics, *, clock: Clock = time.monotonic, shared: SharedBudgets | None = None
+    ) -> None:
         self.clock = clock
+        # The engine's budgets shared by every node (Redis): the tenants' API quota is kept there.
+        self.shared = shared
         self.metrics = metrics
         self.command = Budget.of(config.client_command_rate_limit, config)
         self.rejected = Budget.of(config.client_rejected_command_limit, config)
         user = Budget.of(config.client_user_command_rate_limit, config)
         address = Budget.of(config.client_ip_connection_rate_limit, config)
-        tenant = Budget.of(config.api_tenant_publish_rate_limit, config)
+        tenant = self.tenant_budget = Budget.of(config.api_tenant_publish_rate_limit, config)
         self.users = KeyedLimiter(user, clock=clock) if user is not None else None
         self.addresses = KeyedLimiter(address, clock=clock) if address is not None else None
         self.tenants = KeyedLimiter(tenant, clock=clock) if tenant is not None else None
@@ -275,11 +282,7 @@ class RateLimits:
         tenants = self.tenants
         if tenants is None:
             return 0.0
-        costs: dict[str, int] = {}
-        for channel in channels:
-            key = tenant if tenant is not None else tenant_of_channel(channel)
-            if key is not None:
-                costs[key] = costs.get(key, 0) + 1
+        costs = _publish_costs(channels, tenant)
         if not costs:
             return 0.0
         now = self.clock()
@@ -295,3 +298,27 @@ class RateLimits:
                 self.metrics.rate_limited(KIND_API_PUBLISH)
                 return wait
         return 0.0
+
+    async def admit_publish_async(self, channels: Iterable[str], tenant: str | None = None) -> float:
+        """:meth:`admit_publish`, against the budgets every node shares when the engine keeps them (Redis):
+        then a tenant's quota holds for the whole cluster, whichever node the requests reach."""
+        budget = self.tenant_budget
+        if self.shared is None or budget is None:
+            return self.admit_publish(channels, tenant)
+        costs = _publish_costs(channels, tenant)
+        if not costs:
+            return 0.0
+        wait = await self.shared.spend(KIND_API_PUBLISH, costs, budget.interval, budget.period)
+        if wait > 0:
+            self.metrics.rate_limited(KIND_API_PUBLISH)
+        return wait
+
+
+def _publish_costs(channels: Iterable[str], tenant: str | None) -> dict[str, int]:
+    """Publications per tenant: all of them ``tenant``'s when given, else per the tenant of each channel."""
+    costs: dict[str, int] = {}
+    for channel in channels:
+        key = tenant if tenant is not None else tenant_of_channel(channel)
+        if key is not None:
+            costs[key] = costs.get(key, 0) + 1
+    return costs

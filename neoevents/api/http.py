@@ -114,19 +114,19 @@ class ApiEndpoint:
             params = executor.decode_params(method, request.body)
         except ProtocolError:
             return HttpResponse(400, _BAD_REQUEST)
-        if self._limits is not None and (limited := self._over_quota(_publish_channels(method, params), who)):
+        if self._limits is not None and (limited := await self._over_quota(_publish_channels(method, params), who)):
             return limited
         reply = await executor.call_safe(method, params, who)
         return HttpResponse(200, _encode(reply))
 
-    def _over_quota(self, channels: Iterable[str], who: ApiUser | None = None) -> HttpResponse | None:
+    async def _over_quota(self, channels: Iterable[str], who: ApiUser | None = None) -> HttpResponse | None:
         """HTTP 429 with ``Retry-After`` when the publications exceed a tenant's quota (nothing is published)."""
         if self._limits is None:
             return None
         if who is not None:
             # Publications a user may not make are refused anyway; they must not spend another tenant's quota.
             channels = [channel for channel in channels if self._may_publish(who, channel)]
-        wait = self._limits.admit_publish(channels)
+        wait = await self._limits.admit_publish_async(channels)
         if wait <= 0:
             return None
         return HttpResponse(429, _TOO_MANY_REQUESTS, headers={"Retry-After": retry_after_header(wait)})
@@ -144,7 +144,7 @@ class ApiEndpoint:
             except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
                 return HttpResponse(400, _BAD_REQUEST)
             commands = self._executor.decode_batch(batch.commands)
-        if self._limits is not None and (limited := self._over_quota(_batch_channels(commands), who)):
+        if self._limits is not None and (limited := await self._over_quota(_batch_channels(commands), who)):
             return limited
         replies = await self._executor.batch(commands, who)
         return HttpResponse(200, _encode({"replies": replies}) if replies else _EMPTY_BATCH)
@@ -161,7 +161,7 @@ class ApiEndpoint:
         params = decoded.get("params") or {}
         if method == "batch":
             return await self._batch(_encode(params), who)
-        if self._limits is not None and (limited := self._over_quota(_publish_channels(method, params), who)):
+        if self._limits is not None and (limited := await self._over_quota(_publish_channels(method, params), who)):
             return limited
         reply = await self._executor.call_safe(method, params, who)
         return HttpResponse(200, _encode(reply))

@@ -31,7 +31,7 @@ Contract shared by every implementation:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from msgspec import Struct
@@ -145,6 +145,25 @@ class BatchPublisher(Protocol):
           returns it, or the :class:`EngineError` that failed that publication (a lost connection fails all
           of them). The call itself never raises :class:`EngineError`.
         * No limit on ``len(items)`` beyond memory; callers pass what one API request holds.
+        """
+        ...
+
+
+class SharedBudgets(Protocol):
+    """What a broker offers when rate-limit budgets can be shared by every node of a cluster (Redis engine).
+
+    The algorithm is :mod:`neoevents.ratelimit`'s GCRA, on the store's clock. Budgets are named (``name``, one
+    per kind of limit) and keyed (a tenant, a user); a key's state expires one period after its last use.
+    """
+
+    async def spend(self, name: str, costs: Mapping[str, int], interval: float, period: float) -> float:
+        """Admit ``costs[key]`` requests of each key of budget ``name`` (``period / interval`` requests per
+        ``period`` seconds) and return 0.0, or refuse them and return the seconds until they would be admitted.
+
+        * A refusal counts nothing when it can be seen before counting starts; two nodes spending the same keys
+          at the same moment can make a request refused after some of its keys were counted.
+        * Each key is atomic on its own; the keys of one call are not one transaction.
+        * When the store cannot be reached the requests are admitted (the limit is lifted, not the service).
         """
         ...
 

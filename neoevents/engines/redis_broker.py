@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final, NamedTuple
 
 from neoevents.engines.base import BrokerEventHandler, EngineError, HistoryFilter, PublishOptions, StreamPosition
@@ -44,7 +44,7 @@ from neoevents.engines.redis_codec import (
 )
 from neoevents.engines.redis_connection import ReplyError, bulk, pack_head
 from neoevents.engines.redis_receiver import NO_POSITION, Receiver
-from neoevents.engines.redis_scripts import HISTORY, PUBLISH
+from neoevents.engines.redis_scripts import HISTORY, PUBLISH, RATE_LIMIT
 from neoevents.engines.redis_shard import RedisShard
 from neoevents.protocol.messages import ClientInfo, Publication
 
@@ -319,6 +319,28 @@ class RedisBroker:
 
     async def remove_history(self, channel: str) -> None:
         await self.shard(channel).call("DEL", self.prefix + ".stream." + channel)
+
+    # ---- shared rate-limit budgets (SharedBudgets) ---------------------------------------------
+
+    async def spend(self, name: str, costs: Mapping[str, int], interval: float, period: float) -> float:
+        """GCRA in Redis (script ``rate_limit``), one key ``<prefix>.ratelimit.<name>.<key>`` per budget key,
+        each on the shard its name hashes to. Several keys are first checked, then counted."""
+        keys = [(f"{self.prefix}.ratelimit.{name}.{key}", cost) for key, cost in costs.items()]
+        args = (f"{interval * 1000:.6f}", f"{period * 1000:.6f}")
+        try:
+            if len(keys) > 1:
+                waits = await asyncio.gather(*(self._gcra(key, cost, args, count=False) for key, cost in keys))
+                if max(waits) > 0:
+                    return max(waits)
+            waits = await asyncio.gather(*(self._gcra(key, cost, args, count=True) for key, cost in keys))
+        except EngineError as exc:
+            log.warning("rate limit %s not checked, Redis unavailable: %s", name, exc)
+            return 0.0
+        return max(waits)
+
+    async def _gcra(self, key: str, cost: int, args: tuple[str, str], *, count: bool) -> float:
+        wait = await self.shard(key).script(RATE_LIMIT, (key,), (*args, cost, "1" if count else "0"))
+        return int(wait) / 1000.0
 
 
 class _Sent(NamedTuple):

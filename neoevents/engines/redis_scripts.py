@@ -151,4 +151,29 @@ return redis.call("hgetall", KEYS[2])
 """,
 )
 
-ALL: Final = (PUBLISH, HISTORY, PRESENCE_ADD, PRESENCE_REMOVE, PRESENCE_GET)
+# GCRA (see neoevents.ratelimit) on Redis's own clock, so that every node shares one budget per key.
+# KEYS: 1 the key's theoretical arrival time (ms); ARGV: 1 interval ms, 2 period ms, 3 cost, 4 "1" to count the
+# requests when they are admitted, "0" to only check.
+# Returns 0 when admitted, else the milliseconds until they would be (rounded up; nothing is counted).
+RATE_LIMIT: Final = Script(
+    "rate_limit",
+    """
+local t = redis.call("time")
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local tat = tonumber(redis.call("get", KEYS[1])) or now
+if tat < now then
+  tat = now
+end
+local after = tat + tonumber(ARGV[3]) * tonumber(ARGV[1])
+local wait = after - tonumber(ARGV[2]) - now
+if wait > 0.001 then
+  return math.ceil(wait)
+end
+if ARGV[4] == "1" then
+  redis.call("set", KEYS[1], string.format("%.3f", after), "px", math.ceil(after - now) + 1)
+end
+return 0
+""",
+)
+
+ALL: Final = (PUBLISH, HISTORY, PRESENCE_ADD, PRESENCE_REMOVE, PRESENCE_GET, RATE_LIMIT)
