@@ -1,5 +1,5 @@
-"""Rate limits and quotas: in process, and for the tenants' API quota in the engine when it can share budgets
-between nodes (:class:`~neoevents.engines.base.SharedBudgets`, the Redis engine).
+"""Rate limits and quotas: in process, and for the tenants' API quota and the per-address connection attempts in
+the engine when it can share budgets between nodes (:class:`~neoevents.engines.base.SharedBudgets`, Redis).
 
 Every limit is a budget of ``count`` requests per ``period`` seconds, enforced with GCRA (the generic cell rate
 algorithm, equivalent to a token bucket of capacity ``count`` refilled at ``count / period`` per second). A key's
@@ -23,7 +23,8 @@ The limits (see ``docs/configuration.md``, *Rate limits*):
   have only the per-connection limit);
 * refused commands of one connection: when a connection is refused more than this budget, it is closed with
   3013 instead of being answered with 111;
-* WebSocket connection attempts per client IP address (IPv6 addresses by their /64 network);
+* WebSocket connection attempts per client IP address (IPv6 addresses by their /64 network; cluster-wide when
+  the engine shares budgets: :meth:`RateLimits.admit_connection_async`);
 * publications through the HTTP API per tenant: the tenant of ``tenant:{id}:...`` channels (cluster-wide when
   the engine shares budgets: :meth:`RateLimits.admit_publish_async`).
 
@@ -249,7 +250,7 @@ class RateLimits:
         self.command = Budget.of(config.client_command_rate_limit, config)
         self.rejected = Budget.of(config.client_rejected_command_limit, config)
         user = Budget.of(config.client_user_command_rate_limit, config)
-        address = Budget.of(config.client_ip_connection_rate_limit, config)
+        address = self.address_budget = Budget.of(config.client_ip_connection_rate_limit, config)
         tenant = self.tenant_budget = Budget.of(config.api_tenant_publish_rate_limit, config)
         self.users = KeyedLimiter(user, clock=clock) if user is not None else None
         self.addresses = KeyedLimiter(address, clock=clock) if address is not None else None
@@ -298,6 +299,24 @@ class RateLimits:
                 self.metrics.rate_limited(KIND_API_PUBLISH)
                 return wait
         return 0.0
+
+    @property
+    def shares_connection_attempts(self) -> bool:
+        """True when connection attempts are counted in the engine's shared budgets (use
+        :meth:`admit_connection_async`)."""
+        return self.shared is not None and self.address_budget is not None
+
+    async def admit_connection_async(self, address: str) -> float:
+        """:meth:`admit_connection`, against the budgets every node shares when the engine keeps them (Redis):
+        then an address's attempts count on every node it reaches."""
+        budget = self.address_budget
+        if self.shared is None or budget is None:
+            return self.admit_connection(address)
+        key = address_key(address)
+        wait = await self.shared.spend(KIND_CONNECTION_ATTEMPT, {key: 1}, budget.interval, budget.period)
+        if wait > 0:
+            self.metrics.rate_limited(KIND_CONNECTION_ATTEMPT)
+        return wait
 
     async def admit_publish_async(self, channels: Iterable[str], tenant: str | None = None) -> float:
         """:meth:`admit_publish`, against the budgets every node shares when the engine keeps them (Redis):

@@ -15,7 +15,7 @@ from neoevents.metrics import CONTENT_TYPE_LATEST
 from neoevents.node import Node
 from neoevents.transport.echo import TEST_ECHO_PATH, EchoConnection
 from neoevents.transport.flusher import Flusher
-from neoevents.transport.http import HttpProtocol, HttpRequest, HttpResponse
+from neoevents.transport.http import Admit, HttpProtocol, HttpRequest, HttpResponse
 from neoevents.transport.proxies import TrustedProxies
 from neoevents.transport.websocket import WebSocketConnection
 
@@ -63,7 +63,10 @@ class Server:
             log.warning("test_echo_endpoint is on: serving a WebSocket echo at %s (tests only)", TEST_ECHO_PATH)
             ws_paths.append(TEST_ECHO_PATH)
 
-        admit = node.limits.admit_connection if node.limits is not None else None
+        limits = node.limits
+        admit: Admit | None = None
+        if limits is not None:
+            admit = limits.admit_connection_async if limits.shares_connection_attempts else limits.admit_connection
         paths = frozenset(ws_paths)
         proxies = TrustedProxies(self.config.client_trusted_proxies)
 

@@ -47,8 +47,9 @@ class HttpResponse:
 
 
 Handler = Callable[[HttpRequest], Awaitable[HttpResponse]]
-# Counts a WebSocket connection attempt from an address: 0.0 admits it, else seconds until one would be.
-Admit = Callable[[str], float]
+# Counts a WebSocket connection attempt from an address: 0.0 admits it, else seconds until one would be; an
+# awaitable when the count is kept outside the process (the Redis engine's shared budgets).
+Admit = Callable[[str], float | Awaitable[float]]
 
 
 _STATUS_LINES: dict[int, str] = {status.value: f"HTTP/1.1 {status.value} {status.phrase}" for status in HTTPStatus}
@@ -76,6 +77,7 @@ class HttpProtocol(asyncio.Protocol):
 
     __slots__ = (
         "_admit",
+        "_admitting",
         "_body",
         "_body_size",
         "_busy",
@@ -109,6 +111,7 @@ class HttpProtocol(asyncio.Protocol):
     ) -> None:
         self._handler = handler
         self._admit = admit
+        self._admitting: asyncio.Task[None] | None = None  # an upgrade waiting for a shared admission count
         self._proxies = proxies or None
         self._upgrade = upgrade
         self._ws_paths = (
@@ -251,13 +254,41 @@ class HttpProtocol(asyncio.Protocol):
         if path not in self._ws_paths or self._headers.get("upgrade", "").lower() != "websocket":
             self._fail(404)
             return
+        method = self._parser.get_method().decode("latin-1")
         if self._admit is not None:
             wait = self._admit(self.remote)
+            if not isinstance(wait, int | float):
+                # Counted elsewhere: hold the connection (nothing more is read) until the answer comes.
+                self._parser = None
+                self.transport.pause_reading()
+                self._admitting = asyncio.get_running_loop().create_task(
+                    self._upgrade_when_admitted(wait, method, path, query, rest)
+                )
+                return
             if wait > 0:
                 self._fail(429, {"Retry-After": retry_after_header(wait)})
                 return
+        self._finish_upgrade(method, path, query, rest)
+
+    async def _upgrade_when_admitted(
+        self, admitted: Awaitable[float], method: str, path: str, query: str, rest: bytes
+    ) -> None:
+        try:
+            wait = await admitted
+        except Exception:
+            log.exception("connection attempt not counted")
+            wait = 0.0
+        if self._closed or self.transport is None:
+            return
+        self.transport.resume_reading()
+        if wait > 0:
+            self._fail(429, {"Retry-After": retry_after_header(wait)})
+            return
+        self._finish_upgrade(method, path, query, rest)
+
+    def _finish_upgrade(self, method: str, path: str, query: str, rest: bytes) -> None:
+        assert self.transport is not None
         self._connections.discard(self)
-        method = self._parser.get_method().decode("latin-1")
         self._parser = None  # the connection is the WebSocket's from here on
         conn = self._upgrade(self.transport, path)
         self.transport.set_protocol(conn)

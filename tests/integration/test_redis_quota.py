@@ -1,13 +1,15 @@
-"""On the Redis engine a tenant's HTTP API publish quota holds for the whole cluster: two nodes sharing a Redis
-spend one budget per tenant, whichever node the requests reach."""
+"""On the Redis engine the tenants' HTTP API publish quota and the per-address connection attempts hold for the
+whole cluster: two nodes sharing a Redis spend one budget per tenant (per address), whichever node the requests
+reach."""
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
+from websockets.exceptions import InvalidStatus
 
 from neoevents.api.executor import Executor
 from neoevents.api.http import ApiEndpoint
@@ -17,7 +19,10 @@ from neoevents.engines.redis_broker import RedisBroker
 from neoevents.engines.redis_engine import create_redis_engine
 from neoevents.node import Node
 from neoevents.transport.http import HttpRequest, HttpResponse
+from tests.integration.test_ratelimit import options
+from tests.support.rawclient import RawClient
 from tests.support.redisserver import RedisServer
+from tests.support.servers import RunningServer
 
 API_KEY = "quota-test-api-key"
 QUOTA = 3  # publications per tenant per minute
@@ -84,6 +89,30 @@ async def test_a_batch_over_one_tenants_quota_counts_nothing(endpoints: tuple[Ap
     # Tenant 2 still has its whole budget, on either node.
     assert [await publish(b, "tenant:2:x") for _ in range(QUOTA)] == [200] * QUOTA
     assert await publish(a, "tenant:2:x") == 429
+
+
+async def test_connection_attempts_of_an_address_count_on_every_node(
+    redis_server: RedisServer, server_factory: Callable[..., RunningServer]
+) -> None:
+    opts = options(
+        client_ip_connection_rate_limit="3/30s",
+        engine="redis",
+        redis_address=[redis_server.address],
+        redis_prefix=f"a{uuid.uuid4().hex[:8]}",
+    )
+    a, b = server_factory("neoevents", opts), server_factory("neoevents", opts)
+    opened = [await RawClient.connect(a.ws_url), await RawClient.connect(b.ws_url), await RawClient.connect(a.ws_url)]
+    for node in (b, a):
+        with pytest.raises(InvalidStatus) as refused:
+            await RawClient.connect(node.ws_url)
+        assert refused.value.response.status_code == 429
+        assert refused.value.response.headers["Retry-After"] == "10"
+    # An admitted connection is a working session, whichever node counted it.
+    await opened[1].send_command({"id": 1, "connect": {"token": b.token("alice")}})
+    [reply] = await opened[1].recv_replies()
+    assert "connect" in reply
+    for client in opened:
+        await client.close()
 
 
 async def test_budgets_follow_the_configured_rate(redis_server: RedisServer) -> None:
