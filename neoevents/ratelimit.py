@@ -244,7 +244,8 @@ class RateLimits:
         self, config: Config, metrics: Metrics, *, clock: Clock = time.monotonic, shared: SharedBudgets | None = None
     ) -> None:
         self.clock = clock
-        # The engine's budgets shared by every node (Redis): the tenants' API quota is kept there.
+        # The engine's budgets shared by every node (Redis): the tenants' API quota and the connection attempts
+        # per address are kept there.
         self.shared = shared
         self.metrics = metrics
         self.command = Budget.of(config.client_command_rate_limit, config)
