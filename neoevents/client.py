@@ -58,6 +58,7 @@ from neoevents.protocol.messages import (
 )
 
 if TYPE_CHECKING:
+    from neoevents.hub import SharedFrames
     from neoevents.node import Node
 
 log = logging.getLogger("neoevents.client")
@@ -78,6 +79,10 @@ class ClientTransport(Protocol):
 
     def send_frame(self, frame: bytes) -> None:
         """Queue bytes already framed by :meth:`frame` (used by fan-out to share one encoding)."""
+
+    def send_shared(self, batch: SharedFrames) -> None:
+        """Queue a channel's batch of frames, which may still grow until anything else is queued after it
+        (see :mod:`neoevents.hub`)."""
 
     def frame(self, payload: bytes) -> bytes: ...
 
@@ -100,6 +105,9 @@ class _ClosedTransport:
         return None
 
     def send_frame(self, frame: bytes) -> None:
+        return None
+
+    def send_shared(self, batch: SharedFrames) -> None:
         return None
 
     def frame(self, payload: bytes) -> bytes:

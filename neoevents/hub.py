@@ -2,26 +2,85 @@
 
 Fan-out encodes a push once per wire format and frames it once per frame format, then writes the very
 same bytes object to every subscriber: the per-subscriber cost is a dictionary lookup and a list append.
+
+A busy channel (at least :data:`SHARED_MIN` subscribers, all of one frame format) goes further: its
+publications of one event-loop iteration are collected in one :class:`SharedFrames` batch that every
+subscriber's output queue refers to. The first publication of the iteration adds the batch to each queue;
+the next ones are appended to the batch alone, whatever the number of subscribers, and at the flush the
+batch is joined once and the same bytes are written to every subscriber.
+
+The batch stays open for appends only while that is exactly what each of its subscribers would have
+received one frame at a time, so per-connection order is never changed. It is closed (later publications
+start a new one) when:
+
+* the channel gains or loses a subscriber (:meth:`Hub.add`, :meth:`Hub.remove`);
+* any of its subscribers is given anything else to send (a reply, a ping, another channel's publication,
+  a join or leave): the connection closes the batch before queueing it;
+* it is flushed, or its connection closes.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from neoevents.protocol.messages import ClientInfo, Join, Leave, Publication, Push, Reply
 
 if TYPE_CHECKING:
-    from neoevents.client import Client, Subscription
+    from neoevents.client import Client, ClientTransport, Subscription
+
+
+#: Fewest subscribers for which a channel's publications are batched in :class:`SharedFrames`.
+SHARED_MIN: Final = 8
+
+
+class SharedFrames:
+    """Frames queued for all subscribers of one channel during one event-loop iteration (see the module
+    docstring). ``frames`` may grow while the batch is open; :meth:`data` closes it and joins them once."""
+
+    __slots__ = ("_channel", "_codec", "_data", "_frame", "_open", "frames")
+
+    def __init__(
+        self, transport: ClientTransport, first: Reply, open_batches: dict[str, SharedFrames], channel: str
+    ) -> None:
+        # The frame format of every subscriber is the first one's.
+        self._codec = transport.codec
+        self._frame = transport.frame
+        self.frames = [self.encode(first)]
+        self._data: bytes | None = None
+        self._open = open_batches
+        self._channel = channel
+
+    def encode(self, reply: Reply) -> bytes:
+        """The frame of ``reply`` in the subscribers' format."""
+        return self._frame(self._codec.encode_reply(reply))
+
+    def close(self) -> None:
+        """No more frames: the next publication of the channel starts a new batch."""
+        if self._open.get(self._channel) is self:
+            del self._open[self._channel]
+
+    def data(self) -> bytes:
+        """Every frame of the batch, joined once (the batch is closed from here on)."""
+        data = self._data
+        if data is None:
+            self.close()
+            frames = self.frames
+            data = self._data = frames[0] if len(frames) == 1 else b"".join(frames)
+            self.frames = []
+        return data
 
 
 class Hub:
-    __slots__ = ("_subs",)
+    __slots__ = ("_shared", "_subs")
 
     def __init__(self) -> None:
         self._subs: dict[str, dict[Client, Subscription]] = {}
+        # The open SharedFrames batch of each channel that has one in this loop iteration.
+        self._shared: dict[str, SharedFrames] = {}
 
     def add(self, channel: str, client: Client, sub: Subscription) -> bool:
         """Add a subscriber; True when it is the channel's first on this node."""
+        self._shared.pop(channel, None)
         subs = self._subs.get(channel)
         if subs is None:
             self._subs[channel] = {client: sub}
@@ -31,6 +90,7 @@ class Hub:
 
     def remove(self, channel: str, client: Client) -> bool:
         """Remove a subscriber; True when the channel has no subscribers left on this node."""
+        self._shared.pop(channel, None)
         subs = self._subs.get(channel)
         if subs is None:
             return False
@@ -63,7 +123,31 @@ class Hub:
         subs = self._subs.get(channel)
         if not subs:
             return 0
-        return _fan_out(subs, Reply(push=Push(channel=channel, pub=pub)), only_join_leave=False)
+        shared = self._shared.get(channel)
+        if shared is not None:
+            # Every subscriber's queue ends with this batch: one append delivers to all of them.
+            shared.frames.append(shared.encode(Reply(push=Push(channel=channel, pub=pub))))
+            return len(subs)
+        reply = Reply(push=Push(channel=channel, pub=pub))
+        if len(subs) >= SHARED_MIN:
+            batch = self._share(channel, subs, reply)
+            if batch is not None:
+                return len(subs)
+        return _fan_out(subs, reply, only_join_leave=False)
+
+    def _share(self, channel: str, subs: dict[Client, Subscription], reply: Reply) -> SharedFrames | None:
+        """Start a batch for the channel and queue it for every subscriber; None (nothing queued) when the
+        subscribers do not all share one frame format."""
+        transport = next(iter(subs)).transport
+        framing = transport.framing
+        for client in subs:
+            if client.transport.framing != framing:
+                return None
+        batch = SharedFrames(transport, reply, self._shared, channel)
+        for client in subs:
+            client.transport.send_shared(batch)
+        self._shared[channel] = batch
+        return batch
 
     def broadcast_join(self, channel: str, info: ClientInfo) -> int:
         subs = self._subs.get(channel)

@@ -38,7 +38,13 @@ from neoevents.transport.frames import ws_frame
 from neoevents.transport.handshake import forbidden, handshake
 
 if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    from neoevents.hub import SharedFrames
     from neoevents.node import Node
+
+    # What a connection has queued for its next write: one frame or batch as is, several in a list.
+    Pending: TypeAlias = bytes | SharedFrames | list[bytes | SharedFrames]
 
 log = logging.getLogger("neoevents.websocket")
 # The sans-I/O state machine logs every opened connection at INFO; keep that out of the server log.
@@ -74,6 +80,15 @@ class _ServerProtocol(ServerProtocol):
         super().recv_frame(frame)
 
 
+def _joined(pending: Pending) -> bytes:
+    """The bytes of a connection's queued output (a channel batch is joined once for all its subscribers)."""
+    if type(pending) is bytes:
+        return pending
+    if type(pending) is list:
+        return b"".join([item if type(item) is bytes else item.data() for item in pending])  # type: ignore[union-attr]
+    return pending.data()  # type: ignore[union-attr]
+
+
 def origin_allowed(origin: str | None, allowed: tuple[str, ...], host: str | None = None) -> bool:
     """No Origin header means a non-browser client (allowed). Otherwise the Origin must match one of the
     ``allowed`` patterns; with no patterns configured, only a same-origin request (Origin host = Host) passes."""
@@ -95,6 +110,7 @@ class WebSocketConnection(asyncio.Protocol):
         "_max_size",
         "_node",
         "_pending",
+        "_shared",
         "_utf8",
         "_ws",
         "client",
@@ -115,7 +131,10 @@ class WebSocketConnection(asyncio.Protocol):
         self.client: Client | None = None
         # Output queued for the next flush: one frame as is (the common case, and no GC-tracked container per
         # connection per fan-out), several in a list.
-        self._pending: bytes | list[bytes] | None = None
+        self._pending: Pending | None = None
+        # The channel batch (hub.SharedFrames) that ends the queue while it may still grow: anything else
+        # queued after it closes it, so that it cannot grow past what was queued later.
+        self._shared: SharedFrames | None = None
         # The event loop tells us (pause_writing) when unsent output passes the client queue limit.
         transport.set_write_buffer_limits(high=node.config.client_queue_max_size)
         self._closing = False
@@ -283,6 +302,7 @@ class WebSocketConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
         self._pending = None
+        self._shared = None
         if self._abort_handle is not None:
             self._abort_handle.cancel()
             self._abort_handle = None
@@ -298,23 +318,36 @@ class WebSocketConnection(asyncio.Protocol):
         self.send_frame(ws_frame(payload, self.codec.binary))
 
     def send_frame(self, frame: bytes) -> None:
-        if self._closing:
-            return
+        if not self._closing:
+            self._queue(frame)
+
+    def send_shared(self, batch: SharedFrames) -> None:
+        if not self._closing:
+            self._queue(batch)
+            self._shared = batch
+
+    def _queue(self, item: bytes | SharedFrames) -> None:
         pending = self._pending
         if pending is None:
-            self._pending = frame
+            self._pending = item
             self._flusher.mark(self)
-        elif isinstance(pending, bytes):
-            self._pending = [pending, frame]
+            return
+        shared = self._shared
+        if shared is not None:
+            shared.close()  # it must not grow past what is queued after it
+            self._shared = None
+        if type(pending) is list:
+            pending.append(item)
         else:
-            pending.append(frame)
+            self._pending = [pending, item]  # type: ignore[list-item]
 
     def flush(self) -> None:
         pending = self._pending
         if pending is None or self._closing:
             return
         self._pending = None
-        self.transport.write(pending if isinstance(pending, bytes) else b"".join(pending))
+        self._shared = None
+        self.transport.write(_joined(pending))
 
     def pause_writing(self) -> None:
         """More than the client queue limit is waiting to be sent: the client does not keep up."""
@@ -336,11 +369,12 @@ class WebSocketConnection(asyncio.Protocol):
         self._node.metrics.disconnect(disconnect.code)
         pending = self._pending
         self._pending = None
+        self._shared = None
         # Closing from here on: should this last write pass the queue limit, the event loop's pause_writing
         # must not replace the code this connection is closing with by 3008.
         self._closing = True
         if pending is not None:
-            self.transport.write(pending if isinstance(pending, bytes) else b"".join(pending))
+            self.transport.write(_joined(pending))
         ws = self._library()
         if ws.state is State.OPEN:
             ws.send_close(disconnect.code, disconnect.reason)

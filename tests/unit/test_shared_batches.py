@@ -1,0 +1,202 @@
+"""Channel batches (hub.SharedFrames): a busy channel's publications of one loop iteration are queued once
+for all its subscribers, joined once and written as the same bytes to each, without changing what any
+connection receives or in which order."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import pytest
+
+from neoevents.hub import SHARED_MIN, Hub
+from neoevents.protocol.codec import JSON, PROTOBUF
+from neoevents.protocol.codes import DISCONNECT_SHUTDOWN
+from neoevents.protocol.messages import Publication
+from neoevents.transport.echo import EchoConnection
+from neoevents.transport.flusher import Flusher
+from tests.unit.test_hub import Sub
+from tests.unit.test_websocket import FakeNode, FakeTransport
+
+pytestmark = pytest.mark.asyncio
+
+HANDSHAKE = {
+    "host": "localhost",
+    "upgrade": "websocket",
+    "connection": "Upgrade",
+    "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+    "sec-websocket-version": "13",
+}
+
+
+class RecordingTransport(FakeTransport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.chunks: list[bytes] = []
+
+    def write(self, data: Any) -> None:
+        super().write(data)
+        self.chunks.append(data)
+
+
+@dataclass(eq=False)
+class Client:
+    transport: EchoConnection
+
+
+def _connection(flusher: Flusher, protobuf: bool = False) -> tuple[EchoConnection, RecordingTransport]:
+    transport = RecordingTransport()
+    conn = EchoConnection(FakeNode(), flusher, transport)  # type: ignore[arg-type]
+    conn.start("GET", HANDSHAKE, "", b"")
+    transport.out.clear()
+    transport.chunks.clear()
+    if protobuf:
+        conn.codec, conn.framing = PROTOBUF, 1
+    return conn, transport
+
+
+def _frames(data: bytes) -> list[tuple[int, bytes]]:
+    """(opcode, payload) of the unmasked server frames in ``data``."""
+    out, pos = [], 0
+    while pos < len(data):
+        opcode, size = data[pos] & 0x0F, data[pos + 1] & 0x7F
+        pos += 2
+        if size == 126:
+            size, pos = int.from_bytes(data[pos : pos + 2], "big"), pos + 2
+        out.append((opcode, data[pos : pos + size]))
+        pos += size
+    return out
+
+
+def _received(transport: RecordingTransport) -> list[Any]:
+    """The publications' ``n`` (or the raw payload of anything else) in the order the peer gets them."""
+    out: list[Any] = []
+    for opcode, payload in _frames(bytes(transport.out)):
+        if opcode == 0x1 and payload.startswith(b'{"push"'):
+            out.append(msgspec.json.decode(payload)["push"]["pub"]["data"]["n"])
+        else:
+            out.append(payload if opcode != 0x8 else "close")
+    return out
+
+
+class Setup:
+    def __init__(self, n: int, channel: str = "ch") -> None:
+        self.flusher = Flusher(asyncio.get_running_loop())
+        self.hub = Hub()
+        self.clients: list[Client] = []
+        self.transports: list[RecordingTransport] = []
+        for _ in range(n):
+            self.subscribe(channel)
+
+    def subscribe(self, channel: str, client: Client | None = None) -> Client:
+        if client is None:
+            conn, transport = _connection(self.flusher)
+            client = Client(conn)
+            self.clients.append(client)
+            self.transports.append(transport)
+        self.hub.add(channel, client, Sub())  # type: ignore[arg-type]
+        return client
+
+    def publish(self, n: int, channel: str = "ch") -> int:
+        data = msgspec.Raw(msgspec.json.encode({"n": n}))
+        return self.hub.broadcast_publication(channel, Publication(data=data, offset=n))
+
+    async def flush(self) -> None:
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+
+
+async def test_publications_of_one_iteration_are_one_write_of_the_same_bytes_for_every_subscriber() -> None:
+    s = Setup(SHARED_MIN + 2)
+    for n in (1, 2, 3):
+        assert s.publish(n) == SHARED_MIN + 2
+    await s.flush()
+    assert all(t.chunks for t in s.transports)
+    first = s.transports[0].chunks[0]
+    assert all(len(t.chunks) == 1 and t.chunks[0] is first for t in s.transports)  # joined once, shared
+    assert all(_received(t) == [1, 2, 3] for t in s.transports)
+    # The next iteration starts a new batch.
+    s.publish(4)
+    await s.flush()
+    assert all(_received(t) == [1, 2, 3, 4] for t in s.transports)
+
+
+async def test_something_else_queued_for_one_subscriber_keeps_its_order() -> None:
+    s = Setup(SHARED_MIN)
+    s.publish(1)
+    s.clients[3].transport.send(b"reply")
+    s.publish(2)
+    s.publish(3)
+    await s.flush()
+    assert _received(s.transports[3]) == [1, b"reply", 2, 3]
+    assert all(_received(t) == [1, 2, 3] for k, t in enumerate(s.transports) if k != 3)
+
+
+async def test_a_subscriber_added_during_the_iteration_gets_only_what_follows() -> None:
+    s = Setup(SHARED_MIN)
+    s.publish(1)
+    late = s.subscribe("ch")
+    assert s.publish(2) == SHARED_MIN + 1
+    await s.flush()
+    assert _received(s.transports[s.clients.index(late)]) == [2]
+    assert all(_received(t) == [1, 2] for t in s.transports[:SHARED_MIN])
+
+
+async def test_a_subscriber_removed_during_the_iteration_gets_nothing_after() -> None:
+    s = Setup(SHARED_MIN + 1)
+    s.publish(1)
+    s.hub.remove("ch", s.clients[0])
+    s.publish(2)
+    await s.flush()
+    assert _received(s.transports[0]) == [1]
+    assert all(_received(t) == [1, 2] for t in s.transports[1:])
+
+
+async def test_a_connection_closing_during_the_iteration_sends_what_it_had_then_its_close() -> None:
+    s = Setup(SHARED_MIN + 1)
+    s.publish(1)
+    s.clients[0].transport.close(DISCONNECT_SHUTDOWN)
+    s.publish(2)
+    await s.flush()
+    assert _received(s.transports[0]) == [1, "close"]
+    assert all(_received(t) == [1, 2] for t in s.transports[1:])
+
+
+async def test_publications_of_two_channels_keep_their_order_on_a_connection_subscribed_to_both() -> None:
+    s = Setup(SHARED_MIN, channel="a")
+    both = s.clients[0]
+    for _ in range(SHARED_MIN - 1):
+        s.subscribe("b")
+    s.subscribe("b", both)
+    s.publish(1, "a")
+    s.publish(2, "b")
+    s.publish(3, "a")
+    s.publish(4, "b")
+    await s.flush()
+    assert _received(s.transports[0]) == [1, 2, 3, 4]
+    assert all(_received(t) == [1, 3] for t in s.transports[1:SHARED_MIN])
+    assert all(_received(t) == [2, 4] for t in s.transports[SHARED_MIN:])
+
+
+async def test_subscribers_of_mixed_formats_each_get_their_own_encoding() -> None:
+    s = Setup(SHARED_MIN)
+    conn, transport = _connection(s.flusher, protobuf=True)
+    s.subscribe("ch", Client(conn))
+    s.publish(1)
+    s.publish(2)
+    await s.flush()
+    assert all(_received(t) == [1, 2] for t in s.transports)
+    payloads = [payload for _, payload in _frames(bytes(transport.out))]
+    assert len(payloads) == 2 and all(not p.startswith(b"{") for p in payloads)  # Protobuf, not JSON
+    assert conn.codec is PROTOBUF and s.clients[0].transport.codec is JSON
+
+
+async def test_a_small_channel_is_not_batched() -> None:
+    s = Setup(SHARED_MIN - 1)
+    s.publish(1)
+    s.publish(2)
+    await s.flush()
+    assert all(_received(t) == [1, 2] for t in s.transports)
+    assert not s.hub._shared
