@@ -7,7 +7,8 @@ A busy channel (at least :data:`SHARED_MIN` subscribers, all of one frame format
 publications of one event-loop iteration are collected in one :class:`SharedFrames` batch that every
 subscriber's output queue refers to. The first publication of the iteration adds the batch to each queue;
 the next ones are appended to the batch alone, whatever the number of subscribers, and at the flush the
-batch is joined once and the same bytes are written to every subscriber.
+batch is framed once (several publications to a WebSocket frame) and the same bytes are written to every
+subscriber.
 
 The batch stays open for appends only while that is exactly what each of its subscribers would have
 received one frame at a time, so per-connection order is never changed. It is closed (later publications
@@ -31,43 +32,68 @@ if TYPE_CHECKING:
 
 #: Fewest subscribers for which a channel's publications are batched in :class:`SharedFrames`.
 SHARED_MIN: Final = 8
+#: Largest payload of one WebSocket frame carrying several publications of a batch (a single bigger
+#: publication still travels alone in its own frame).
+MERGED_FRAME_MAX: Final = 65536
 
 
 class SharedFrames:
-    """Frames queued for all subscribers of one channel during one event-loop iteration (see the module
-    docstring). ``frames`` may grow while the batch is open; :meth:`data` closes it and joins them once."""
+    """Publications queued for all subscribers of one channel during one event-loop iteration (see the module
+    docstring). ``payloads`` may grow while the batch is open; :meth:`data` closes it and frames them once.
 
-    __slots__ = ("_channel", "_codec", "_data", "_frame", "_open", "frames")
+    As the protocol allows (and the reference server does), several publications share one WebSocket frame:
+    JSON messages joined by newlines, Protobuf messages each behind its varint length. A frame carries at most
+    :data:`MERGED_FRAME_MAX` bytes of them."""
+
+    __slots__ = ("_channel", "_codec", "_data", "_frame", "_open", "payloads")
 
     def __init__(
         self, transport: ClientTransport, first: Reply, open_batches: dict[str, SharedFrames], channel: str
     ) -> None:
-        # The frame format of every subscriber is the first one's.
+        # The wire and frame formats of every subscriber are the first one's.
         self._codec = transport.codec
         self._frame = transport.frame
-        self.frames = [self.encode(first)]
+        self.payloads = [self._codec.encode_reply(first)]
         self._data: bytes | None = None
         self._open = open_batches
         self._channel = channel
 
-    def encode(self, reply: Reply) -> bytes:
-        """The frame of ``reply`` in the subscribers' format."""
-        return self._frame(self._codec.encode_reply(reply))
+    def add(self, reply: Reply) -> None:
+        self.payloads.append(self._codec.encode_reply(reply))
 
     def close(self) -> None:
-        """No more frames: the next publication of the channel starts a new batch."""
+        """No more publications: the next one of the channel starts a new batch."""
         if self._open.get(self._channel) is self:
             del self._open[self._channel]
 
     def data(self) -> bytes:
-        """Every frame of the batch, joined once (the batch is closed from here on)."""
+        """The batch's frames, built once (the batch is closed from here on)."""
         data = self._data
         if data is None:
             self.close()
-            frames = self.frames
-            data = self._data = frames[0] if len(frames) == 1 else b"".join(frames)
-            self.frames = []
+            payloads = self.payloads
+            if len(payloads) == 1:
+                data = self._frame(payloads[0])
+            else:
+                data = b"".join([self._frame(self._codec.join(chunk)) for chunk in _chunks(payloads)])
+            self._data = data
+            self.payloads = []
         return data
+
+
+def _chunks(payloads: list[bytes]) -> list[list[bytes]]:
+    """Consecutive runs of ``payloads`` of at most MERGED_FRAME_MAX bytes (or one bigger payload) each."""
+    chunks: list[list[bytes]] = []
+    chunk: list[bytes] = []
+    size = 0
+    for payload in payloads:
+        if chunk and size + len(payload) > MERGED_FRAME_MAX:
+            chunks.append(chunk)
+            chunk, size = [], 0
+        chunk.append(payload)
+        size += len(payload) + 1
+    chunks.append(chunk)
+    return chunks
 
 
 class Hub:
@@ -126,7 +152,7 @@ class Hub:
         shared = self._shared.get(channel)
         if shared is not None:
             # Every subscriber's queue ends with this batch: one append delivers to all of them.
-            shared.frames.append(shared.encode(Reply(push=Push(channel=channel, pub=pub))))
+            shared.add(Reply(push=Push(channel=channel, pub=pub)))
             return len(subs)
         reply = Reply(push=Push(channel=channel, pub=pub))
         if len(subs) >= SHARED_MIN:

@@ -7,6 +7,7 @@ tests against the reference Centrifugo as well.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -203,6 +204,30 @@ async def test_subscribe_publish_presence_join_leave(server: RunningServer, prot
         await publish(server, channel, {"text": "after"})
         await rec_a.wait("publication", 3)
         assert len(rec_b.of("publication")) == 2
+
+
+async def test_a_burst_to_a_busy_channel_arrives_whole_and_in_order(server: RunningServer, protobuf: bool) -> None:
+    # Enough subscribers for the channel to be batched, and publications that reach them within one event-loop
+    # iteration (one API batch), so that several travel in each WebSocket frame.
+    channel = unique("chat:burst-")
+    count = 40
+    async with contextlib.AsyncExitStack() as stack:
+        subscribers = []
+        for _ in range(9):
+            c = await stack.enter_async_context(sdk_client(server.ws_url, protobuf, token=server.token(unique("u-"))))
+            await c.client.connect()
+            sub, rec = c.subscribe_to(channel)
+            await sub.subscribe()
+            await sub.ready()
+            subscribers.append((c, rec))
+        commands = [{"publish": {"channel": channel, "data": {"n": n}}} for n in range(count)]
+        await api(server, "batch", {"commands": commands})
+        for c, rec in subscribers:
+            pubs = await rec.wait("publication", count)
+            assert [c.payloads.decode(p.pub.data) for p in pubs] == [{"n": n} for n in range(count)]
+            assert [p.pub.offset for p in pubs] == list(range(1, count + 1))
+            # Received as sent: not recovered from history after a reconnect.
+            assert len(c.events.of("connected")) == 1 and not c.events.of("error")
 
 
 async def test_publish_and_subscribe_denied(server: RunningServer, protobuf: bool) -> None:

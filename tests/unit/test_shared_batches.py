@@ -1,6 +1,6 @@
 """Channel batches (hub.SharedFrames): a busy channel's publications of one loop iteration are queued once
-for all its subscribers, joined once and written as the same bytes to each, without changing what any
-connection receives or in which order."""
+for all its subscribers, framed once (several to a WebSocket frame) and written as the same bytes to each,
+without changing what any connection receives or in which order."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from neoevents.hub import SHARED_MIN, Hub
+from neoevents.hub import MERGED_FRAME_MAX, SHARED_MIN, Hub
+from neoevents.protocol import client_pb2
 from neoevents.protocol.codec import JSON, PROTOBUF
 from neoevents.protocol.codes import DISCONNECT_SHUTDOWN
 from neoevents.protocol.messages import Publication
@@ -63,21 +64,27 @@ def _frames(data: bytes) -> list[tuple[int, bytes]]:
     while pos < len(data):
         opcode, size = data[pos] & 0x0F, data[pos + 1] & 0x7F
         pos += 2
-        if size == 126:
-            size, pos = int.from_bytes(data[pos : pos + 2], "big"), pos + 2
+        if size >= 126:
+            width = 2 if size == 126 else 8
+            size, pos = int.from_bytes(data[pos : pos + width], "big"), pos + width
         out.append((opcode, data[pos : pos + size]))
         pos += size
     return out
 
 
 def _received(transport: RecordingTransport) -> list[Any]:
-    """The publications' ``n`` (or the raw payload of anything else) in the order the peer gets them."""
+    """The publications' ``n`` (or the raw payload of anything else) in the order the peer gets them (JSON
+    messages of one frame are separated by newlines)."""
     out: list[Any] = []
     for opcode, payload in _frames(bytes(transport.out)):
-        if opcode == 0x1 and payload.startswith(b'{"push"'):
-            out.append(msgspec.json.decode(payload)["push"]["pub"]["data"]["n"])
-        else:
-            out.append(payload if opcode != 0x8 else "close")
+        if opcode == 0x8:
+            out.append("close")
+            continue
+        for line in payload.split(b"\n"):
+            if line.startswith(b'{"push"'):
+                out.append(msgspec.json.decode(line)["push"]["pub"]["data"]["n"])
+            else:
+                out.append(line)
     return out
 
 
@@ -99,8 +106,8 @@ class Setup:
         self.hub.add(channel, client, Sub())  # type: ignore[arg-type]
         return client
 
-    def publish(self, n: int, channel: str = "ch") -> int:
-        data = msgspec.Raw(msgspec.json.encode({"n": n}))
+    def publish(self, n: int, channel: str = "ch", pad: int = 0) -> int:
+        data = msgspec.Raw(msgspec.json.encode({"n": n, "pad": "x" * pad} if pad else {"n": n}))
         return self.hub.broadcast_publication(channel, Publication(data=data, offset=n))
 
     async def flush(self) -> None:
@@ -115,12 +122,56 @@ async def test_publications_of_one_iteration_are_one_write_of_the_same_bytes_for
     await s.flush()
     assert all(t.chunks for t in s.transports)
     first = s.transports[0].chunks[0]
-    assert all(len(t.chunks) == 1 and t.chunks[0] is first for t in s.transports)  # joined once, shared
+    assert all(len(t.chunks) == 1 and t.chunks[0] is first for t in s.transports)  # framed once, shared
+    assert len(_frames(first)) == 1  # the three publications in one frame
     assert all(_received(t) == [1, 2, 3] for t in s.transports)
     # The next iteration starts a new batch.
     s.publish(4)
     await s.flush()
     assert all(_received(t) == [1, 2, 3, 4] for t in s.transports)
+
+
+async def test_a_merged_frame_carries_at_most_the_limit() -> None:
+    s = Setup(SHARED_MIN)
+    for n in range(10):
+        s.publish(n, pad=MERGED_FRAME_MAX // 4)
+    s.publish(10, pad=2 * MERGED_FRAME_MAX)  # bigger than a merged frame: alone in its own
+    await s.flush()
+    frames = _frames(bytes(s.transports[0].out))
+    assert [payload.count(b"\n") + 1 for _, payload in frames] == [3, 3, 3, 1, 1]
+    assert all(len(payload) <= MERGED_FRAME_MAX for _, payload in frames[:-1])
+    assert all(_received(t) == list(range(11)) for t in s.transports)
+
+
+async def test_protobuf_messages_of_one_frame_are_length_delimited() -> None:
+    s = Setup(0)
+    for _ in range(SHARED_MIN):
+        conn, transport = _connection(s.flusher, protobuf=True)
+        s.subscribe("ch", Client(conn))
+        s.transports.append(transport)
+    s.publish(1)
+    s.publish(2)
+    await s.flush()
+    [(opcode, payload)] = _frames(bytes(s.transports[0].out))
+    assert opcode == 0x2
+    replies = _protobuf_messages(payload)
+    assert [msgspec.json.decode(r.push.pub.data)["n"] for r in replies] == [1, 2]
+
+
+def _protobuf_messages(data: bytes) -> list[Any]:
+    out, pos = [], 0
+    while pos < len(data):
+        size = shift = 0
+        while True:
+            b = data[pos]
+            pos += 1
+            size |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                break
+        out.append(client_pb2.Reply.FromString(data[pos : pos + size]))
+        pos += size
+    return out
 
 
 async def test_something_else_queued_for_one_subscriber_keeps_its_order() -> None:
