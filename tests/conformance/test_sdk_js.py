@@ -184,6 +184,24 @@ async def test_pubsub_presence_history(server: RunningServer, protobuf: bool) ->
     assert [(lv["user"], lv["client"]) for lv in leaves] == [(users["bob"], clients["bob"])]
 
 
+async def test_a_burst_to_a_busy_channel_arrives_whole_and_in_order(server: RunningServer, protobuf: bool) -> None:
+    # Enough subscribers for the channel to be batched, so that several publications share each frame.
+    count = 40
+    scenario = {
+        **base(server, protobuf),
+        "channel": unique("chat:burst-"),
+        "tokens": [server.token(unique("u-")) for _ in range(9)],
+        "count": count,
+    }
+    events = await run_js("burst.mjs", scenario)
+    result = js_event(events, "received")
+    assert result["errors"] == []
+    assert result["connects"] == [1] * 9  # received as sent, not recovered after a reconnect
+    for pubs in result["received"]:
+        assert [p["data"] for p in pubs] == [{"n": n} for n in range(count)]
+        assert [p["offset"] for p in pubs] == list(range(1, count + 1))
+
+
 async def test_recovery_after_server_disconnect(server: RunningServer, protobuf: bool) -> None:
     user = unique("user-")
     missed = 5
