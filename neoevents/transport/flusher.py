@@ -3,6 +3,11 @@
 A publication fanned out to N connections costs N list appends during the broadcast, then one
 ``transport.write`` per connection per loop iteration, however many frames were queued for it. This
 is what makes delivery cost a fraction of a microsecond per frame instead of a syscall each.
+
+When a channel batch (:class:`~neoevents.hub.SharedFrames`) is queued, the flush waits one more loop
+iteration, once: publications usually come from requests read in the previous iteration, and the ones read
+meanwhile then join the same batches and share their writes. The cost is one loop iteration of latency for
+those deliveries; a flush is never held twice in a row, so a steady stream of publications cannot hold it back.
 """
 
 from __future__ import annotations
@@ -16,14 +21,17 @@ class Flushable(Protocol):
 
 
 class Flusher:
-    """Collects connections with pending output and flushes them on the next loop iteration."""
+    """Collects connections with pending output and flushes them on the next loop iteration (or the one after,
+    see :meth:`hold`)."""
 
-    __slots__ = ("_dirty", "_loop", "_scheduled")
+    __slots__ = ("_dirty", "_held", "_hold", "_loop", "_scheduled")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._dirty: list[Flushable] = []
         self._scheduled = False
+        self._hold = False  # a channel batch is queued: hold the next flush one iteration
+        self._held = False  # the scheduled flush has been held once already
 
     def mark(self, conn: Flushable) -> None:
         self._dirty.append(conn)
@@ -31,7 +39,16 @@ class Flusher:
             self._scheduled = True
             self._loop.call_soon(self._run)
 
+    def hold(self) -> None:
+        """A channel batch was queued: let the next flush wait one more loop iteration (at most once)."""
+        self._hold = True
+
     def _run(self) -> None:
+        if self._hold and not self._held:
+            self._held = True
+            self._loop.call_soon(self._run)
+            return
+        self._hold = self._held = False
         dirty = self._dirty
         self._dirty = []
         self._scheduled = False

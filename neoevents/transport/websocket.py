@@ -325,6 +325,7 @@ class WebSocketConnection(asyncio.Protocol):
         if not self._closing:
             self._queue(batch)
             self._shared = batch
+            self._flusher.hold()
 
     def _queue(self, item: bytes | SharedFrames) -> None:
         pending = self._pending

@@ -1,0 +1,59 @@
+"""The flusher writes pending output once per loop iteration; a queued channel batch holds it one iteration."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from neoevents.transport.flusher import Flusher
+
+pytestmark = pytest.mark.asyncio
+
+
+class Conn:
+    def __init__(self) -> None:
+        self.flushes = 0
+
+    def flush(self) -> None:
+        self.flushes += 1
+
+
+async def test_pending_output_is_flushed_on_the_next_iteration_once() -> None:
+    flusher = Flusher(asyncio.get_running_loop())
+    conn = Conn()
+    flusher.mark(conn)
+    await asyncio.sleep(0)
+    assert conn.flushes == 1
+    await asyncio.sleep(0)
+    assert conn.flushes == 1
+
+
+async def test_a_channel_batch_holds_the_flush_one_iteration_and_what_comes_meanwhile_joins_it() -> None:
+    flusher = Flusher(asyncio.get_running_loop())
+    first, later = Conn(), Conn()
+    flusher.mark(first)
+    flusher.hold()
+    await asyncio.sleep(0)
+    assert first.flushes == 0
+    flusher.mark(later)  # queued during the held iteration: written with the first
+    await asyncio.sleep(0)
+    assert (first.flushes, later.flushes) == (1, 1)
+
+
+async def test_a_flush_is_never_held_twice_in_a_row() -> None:
+    flusher = Flusher(asyncio.get_running_loop())
+    conn = Conn()
+    flusher.mark(conn)
+    flusher.hold()
+    await asyncio.sleep(0)
+    flusher.hold()  # another batch during the held iteration
+    await asyncio.sleep(0)
+    assert conn.flushes == 1
+    # The next flush may be held again.
+    flusher.mark(conn)
+    flusher.hold()
+    await asyncio.sleep(0)
+    assert conn.flushes == 1
+    await asyncio.sleep(0)
+    assert conn.flushes == 2
