@@ -19,45 +19,36 @@ PEERS = ("socketio-node", "python-socketio", "python-socketio-redis", "django-ch
 # "recovery", "api"); each non-empty entry is printed under the comparison with Centrifugo.
 BEHIND_NOTES: dict[str, str] = {
     # Scenario -> why neoevents is behind Centrifugo there and what would close it. In the final run it is behind
-    # in no row of the comparison; the closest is the connect storm (1.01x the rate), see TARGET_NOTES.
+    # in no row of the comparison; the closest is the connect storm (1.03x the rate), see TARGET_NOTES.
 }
 
 # What stands between neoevents and the targets it does not meet in the final run, and what would close it.
 TARGET_NOTES = """\
-**Connect + subscribe ≥ 5,000/s.** 4,692/s at 198 µs of server CPU per connection, the server at 93% of its
-core and the connect-storm client at 69% of its own, so the server is now the bound (Centrifugo 4,625/s at
-207 µs, nats-server 4,524/s at 212 µs; the protocol-less floors picows 7,307/s at 137 µs and Node's `ws`
-6,102/s at 155 µs). Where the 198 µs go: counted in-process without sockets, neoevents' Python work is about
-103 µs per connection (HTTP parse and upgrade 7 µs, handshake and session creation 11.5 µs, HS256 verification
-9.5 µs, the two commands, their replies and the node's bookkeeping the rest). The remainder is kernel time:
-accept, two reads, epoll, and two writes (the 101 and the replies), each of which on loopback also runs the
-client's TCP receive path and wakes the client - about a fifth of the server's CPU in a profile. Until the
-previous run the storm was driven by the Python workers, which saturated their core (97%): they bounded the
-rate, and because they were never asleep the server's writes woke nobody (162 µs per connection then, against
-186-198 µs with the compiled client). Tried and not kept: libuv without io_uring for its epoll updates (no
-difference). What would close it: about 10% less Python per connection (the HTTP head and handshake parsed in
-compiled code, a lighter session object), or SO_REUSEPORT worker processes on the Redis engine (which is not a
-per-process figure).
+**Fan-out p99 ≤ 100 ms at 10,000 subscribers x 10/s.** 118 ms (Centrifugo 337 ms, nats-server 297 ms; the
+protocol-less floors: picows 93 ms, `websockets` 198 ms, Node's `ws` 545 ms; neoevents on the Redis engine
+95 ms in the same run). Each publication is 10,000 socket writes of one frame, and one publication per loop
+iteration at this rate, so channel batches do not help here. A write to a loopback TCP socket costs the writer
+the receiver's TCP processing and, when the receiver sleeps, its wake-up: 7.6 µs of server CPU per delivery in
+this row (the picows floor, which writes one pre-encoded frame with no protocol at all, 6.6 µs). So the last
+subscriber of a publication gets it some 75 ms after the first, before any queueing; the load generator, one
+core for 10,000 sockets, is at 95% in this row and adds its own. A check outside the full run showed the floor
+this sets: at 10,000 x 5/s, with the server at 58% and the load generator at 44% of their cores, the p99 was
+still 143 ms (before the channel batches). neoevents is within 27% of the picows floor, which only just meets
+the target itself. What would close it: spreading the subscribers of a big channel over worker processes (one
+core each) on the Redis engine, on a machine with cores to spare for them and for the load generator.
 
-**Fan-out p99 ≤ 100 ms at 10,000 subscribers x 10/s.** 211.82 ms (Centrifugo 826 ms, nats-server 884 ms, the
-floors 574-1,095 ms). Each publication is 10,000 socket writes of one frame; one write to a loopback TCP socket
-costs 8-11 µs of kernel time on this machine, because the receiver's TCP processing and its wake-up are charged
-to the writer. So the last subscriber of a publication gets it 80-115 ms after the first, and the load
-generator (one core for 10,000 sockets, 98% busy in that row) adds its own queueing. A check outside the full
-run shows the floor this sets: at 10,000 x 5/s, with the server at 58% and the load generator at 44% of their
-cores, the p99 was still 143 ms (p50 57 ms), because with idle receivers every write also wakes one (11.5 µs
-per delivery). What would close it: spreading the subscribers of a big channel over worker processes (one core
-each) on the Redis engine, on a machine with cores to spare for them and for the load generator.
-
-**Fan-out at 2,000 subscribers at or below nats-server's CPU per delivery.** 1.54 against 1.31 µs (at 10,000
-subscribers neoevents is well below it, 4.68 against 8.20 µs; rows of this size measured just before the run
-gave 1.30-1.34 against 1.02-1.04 µs). Most of the cost is kernel time per write, so what counts is how many
-publications share a write: nats-server reads the publications of its closed loop (20 in flight at this size)
-from one TCP stream in large batches and writes each subscriber several at once (its softirq share, the
-loopback receive work, is 0.19 of the core against neoevents' 0.31), while HTTP API requests reach neoevents a
-few per event-loop iteration. The load generator is at 97% of its core in that row. Tried earlier and not
-kept: delaying the next flush by 1-3 ms under load (about 10%). What would close it: a load generator with more
-than one core, so that publications arrive as fast as the server takes them.
+**Connect + subscribe ≥ 5,000/s: met in this run, at the edge.** 5,106/s at 186 µs of server CPU per
+connection (Centrifugo 4,944/s at 196 µs, nats-server 4,838/s; the floors picows 118 µs and Node's `ws`
+150 µs). The connect path did not change between the last three full runs, which measured 4,692, 4,918 and
+5,106/s (198, 188, 186 µs): the target sits inside the run-to-run spread, and the next run may fall just short
+of it. Where the time goes: neoevents' own Python work is 70-105 µs per connection (about 70 µs counted in a
+tight in-process loop: HTTP head and upgrade 16 µs, the connect and subscribe commands with HS256 verification
+and their replies 52 µs; more in the server, interleaved with the kernel). The rest is kernel time: accept, two
+reads, epoll, and two writes (the 101 and the replies), each of which on loopback also runs the client's TCP
+receive path and wakes it (31% of the server's CPU is system time). Tried and not kept: compiling the hot
+modules with mypyc (no measurable gain: the time is in allocation and C calls, not bytecode), TCP_DEFER_ACCEPT
+(no fewer loop iterations), libuv without io_uring. A margin would need the HTTP head and handshake in compiled
+code or a lighter session object.
 """
 
 Row = dict[str, Any]
@@ -69,6 +60,7 @@ BEFORE_RUNS = (
     REPO / "bench" / "results" / "run-20261129T113122.json",
     REPO / "bench" / "results" / "run-20261129T135020.json",
     REPO / "bench" / "results" / "run-20261129T155907.json",
+    REPO / "bench" / "results" / "run-20261129T180704.json",
 )
 _CHANGES_1 = """\
 - **WebSocket fast path**: complete, final, masked data frames are unmasked (the `websockets` C helper) and
@@ -125,7 +117,14 @@ _CHANGES_4 = """\
 - Also in this revision, off the measured paths: cluster-wide limits on the Redis engine (only with rate
   limiting on, which the benchmark leaves off) and the order of a closing connection's last writes.
 """
-CHANGES = (_CHANGES_1, _CHANGES_2, _CHANGES_3, _CHANGES_4)
+_CHANGES_5 = """\
+- **Flush held one iteration for channel batches**: when a channel batch is queued, the flush waits one more
+  event-loop iteration (once, never twice in a row). Publications come from HTTP requests read in the previous
+  iteration; those read meanwhile join the same batches, so each write to a subscriber carries about twice as
+  many publications. In checks before this run: at 2,000 subscribers 1.23 -> 0.86-0.90 µs per delivery, at
+  10,000 4.8 -> 2.8 µs, and the fixed-rate p99 at 10,000 x 10/s 177 -> 131 ms.
+"""
+CHANGES = (_CHANGES_1, _CHANGES_2, _CHANGES_3, _CHANGES_4, _CHANGES_5)
 
 
 def _fmt(value: Any, digits: int = 1) -> str:
