@@ -81,7 +81,7 @@ class _ServerProtocol(ServerProtocol):
 
 
 def _joined(pending: Pending) -> bytes:
-    """The bytes of a connection's queued output (a channel batch is joined once for all its subscribers)."""
+    """The bytes of a connection's queued output (a channel batch is framed once for all its subscribers)."""
     if type(pending) is bytes:
         return pending
     if type(pending) is list:

@@ -18,6 +18,7 @@ from neoevents.engines.redis_engine import create_redis_engine
 from neoevents.node import Node
 from neoevents.protocol import codes
 from tests.support.memory import MemoryTransport
+from tests.support.redisnodes import redis_nodes
 from tests.support.redisserver import RedisServer
 
 SECRET = "redis-node-test-secret-0123456789abcdef"
@@ -45,15 +46,8 @@ async def nodes(redis_server: RedisServer) -> AsyncIterator[tuple[Node, Node]]:
         redis_address=(redis_server.address,),
         redis_prefix=f"n{uuid.uuid4().hex[:8]}",
     )
-    started = []
-    for _ in range(2):
-        broker, presence = create_redis_engine(config)
-        node = Node(config, broker, presence)
-        await node.start()
-        started.append(node)
-    yield started[0], started[1]
-    for node in started:
-        await node.shutdown()
+    async with redis_nodes(config) as (a, b):
+        yield a, b
 
 
 async def connect(node: Node, user: str = "u", **claims: object) -> tuple[Client, MemoryTransport]:

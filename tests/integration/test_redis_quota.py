@@ -16,11 +16,10 @@ from neoevents.api.http import ApiEndpoint
 from neoevents.config import Config, NamespaceOptions, RateLimit
 from neoevents.engines.redis_address import parse_address
 from neoevents.engines.redis_broker import RedisBroker
-from neoevents.engines.redis_engine import create_redis_engine
-from neoevents.node import Node
 from neoevents.transport.http import HttpRequest, HttpResponse
 from tests.integration.test_ratelimit import options
 from tests.support.rawclient import RawClient
+from tests.support.redisnodes import redis_nodes
 from tests.support.redisserver import RedisServer
 from tests.support.servers import RunningServer
 
@@ -44,15 +43,8 @@ async def endpoints(redis_server: RedisServer) -> AsyncIterator[tuple[ApiEndpoin
         client_ip_connection_rate_limit=off,
         api_tenant_publish_rate_limit=RateLimit(QUOTA, 60.0),
     )
-    nodes = []
-    for _ in range(2):
-        broker, presence = create_redis_engine(config)
-        node = Node(config, broker, presence)
-        await node.start()
-        nodes.append(node)
-    yield ApiEndpoint(config, Executor(nodes[0])), ApiEndpoint(config, Executor(nodes[1]))
-    for node in nodes:
-        await node.shutdown()
+    async with redis_nodes(config) as (a, b):
+        yield ApiEndpoint(config, Executor(a)), ApiEndpoint(config, Executor(b))
 
 
 async def call(endpoint: ApiEndpoint, method: str, params: object) -> HttpResponse:
