@@ -80,9 +80,9 @@ class ClientTransport(Protocol):
     def send_frame(self, frame: bytes) -> None:
         """Queue bytes already framed by :meth:`frame` (used by fan-out to share one encoding)."""
 
-    def send_shared(self, batch: SharedFrames) -> None:
+    def send_shared(self, batch: SharedFrames) -> bool:
         """Queue a channel's batch of frames, which may still grow until anything else is queued after it
-        (see :mod:`neoevents.hub`)."""
+        (see :mod:`neoevents.hub`); False when nothing is sent any more (closing)."""
 
     def frame(self, payload: bytes) -> bytes: ...
 
@@ -107,8 +107,8 @@ class _ClosedTransport:
     def send_frame(self, frame: bytes) -> None:
         return None
 
-    def send_shared(self, batch: SharedFrames) -> None:
-        return None
+    def send_shared(self, batch: SharedFrames) -> bool:
+        return False
 
     def frame(self, payload: bytes) -> bytes:
         return b""

@@ -170,9 +170,11 @@ class Hub:
             if client.transport.framing != framing:
                 return None
         batch = SharedFrames(transport, reply, self._shared, channel)
+        taken = False
         for client in subs:
-            client.transport.send_shared(batch)
-        self._shared[channel] = batch
+            taken = client.transport.send_shared(batch) or taken
+        if taken:  # a batch nobody will flush (every subscriber closing) must not collect publications
+            self._shared[channel] = batch
         return batch
 
     def broadcast_join(self, channel: str, info: ClientInfo) -> int:

@@ -321,11 +321,13 @@ class WebSocketConnection(asyncio.Protocol):
         if not self._closing:
             self._queue(frame)
 
-    def send_shared(self, batch: SharedFrames) -> None:
-        if not self._closing:
-            self._queue(batch)
-            self._shared = batch
-            self._flusher.hold()
+    def send_shared(self, batch: SharedFrames) -> bool:
+        if self._closing:
+            return False
+        self._queue(batch)
+        self._shared = batch
+        self._flusher.hold()
+        return True
 
     def _queue(self, item: bytes | SharedFrames) -> None:
         pending = self._pending

@@ -251,3 +251,14 @@ async def test_a_small_channel_is_not_batched() -> None:
     await s.flush()
     assert all(_received(t) == [1, 2] for t in s.transports)
     assert not s.hub._shared
+
+
+async def test_a_batch_no_subscriber_took_collects_nothing() -> None:
+    s = Setup(SHARED_MIN)
+    for client in s.clients:
+        client.transport.close(DISCONNECT_SHUTDOWN)  # closing, still in the hub until the connection drops
+    s.publish(1)
+    s.publish(2)
+    assert not s.hub._shared
+    await s.flush()
+    assert all(_received(t) == ["close"] for t in s.transports)
