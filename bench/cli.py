@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import receiver, stormgen
 from bench import scenarios as sc
-from bench import stormgen
 from bench.loadgen import WorkerPool
 from bench.targets import DEFAULT_TARGETS, REPO, CentrifugoProtocolTarget, all_targets
 
@@ -165,6 +165,7 @@ async def run_suite(args: argparse.Namespace, log: Any = print) -> dict[str, Any
             await asyncio.to_thread(stormgen.binary)
         except RuntimeError as exc:
             log(f"connect-storm client unavailable (the storm rows will fail): {exc}")
+    await asyncio.to_thread(receiver.binary)  # every scenario that reads deliveries needs it
     try:
         for scenario in args.scenarios:
             for size, fn in sc.variants(scenario, sizes):

@@ -5,7 +5,12 @@ WebSocket library on the receive path). A connection is set up properly — HTTP
 own protocol (Centrifugo JSON ``connect`` + ``subscribe``, NATS ``CONNECT``/``SUB``/``PING``, or nothing
 for the floor servers) — and from then on incoming bytes are never parsed into frames: deliveries are
 counted by counting the payload marker ``"ts":`` in the raw stream (one C-level ``bytes.count`` per
-read, however many frames the read holds). A sample of connections also extracts the embedded send
+read, however many frames the read holds).
+
+Once a scenario's connections are set up, each worker hands its live sockets to a compiled live receiver
+(:mod:`bench.receiver`, :meth:`WorkerPool.hand_off`), which reads them the same way for a fraction of the
+cost; the worker keeps what the set-up recorded and relays ``record``/``collect``/``close`` to it. The
+paragraphs below describe the Python path, which the receiver mirrors. A sample of connections also extracts the embedded send
 timestamps for publish→receive latency. Server pings (``{}`` for Centrifugo JSON, ``PING`` for NATS, the
 Engine.IO ping packet ``2`` for socket.io) are answered so that long idle windows stay connected.
 
@@ -44,12 +49,13 @@ from multiprocessing.connection import Connection
 from typing import Any, cast
 
 from bench import wire
+from bench.receiver import Counters, Receiver
 
 IP_BIND_ADDRESS_NO_PORT = 24
 SOURCE_ADDRESSES = tuple(f"127.0.0.{i}" for i in range(2, 10))
 MAX_LATENCY_SAMPLES = 2_000_000
 
-_HANDSHAKE, _SETUP, _LIVE, _CLOSED = 0, 1, 2, 3
+_HANDSHAKE, _SETUP, _LIVE, _CLOSED, _HANDED = 0, 1, 2, 3, 4  # _HANDED: read by the live receiver now
 _LINGER_ZERO = struct.pack("ii", 1, 0)
 
 
@@ -75,9 +81,11 @@ class ConnSpec:
 class _Worker:
     """State of one worker process."""
 
-    def __init__(self, index: int, counters: Any) -> None:
+    def __init__(self, index: int, counters: Any, live_counters: str) -> None:
         self.index = index
         self.counters = counters
+        self.live_counters = live_counters  # the file of the receivers' running totals (slot = index)
+        self.receiver: Receiver | None = None
         self.delivered = 0
         self.recording = False
         self.latencies = array("q")
@@ -326,9 +334,9 @@ def _tokens(spec: ConnSpec) -> list[str]:
 
 
 class _WorkerLoop:
-    def __init__(self, index: int, conn: Connection, counters: Any) -> None:
+    def __init__(self, index: int, conn: Connection, counters: Any, live_counters: str) -> None:
         self.conn = conn
-        self.w = _Worker(index, counters)
+        self.w = _Worker(index, counters, live_counters)
         self.stop = asyncio.Event()
 
     async def serve(self) -> None:
@@ -418,25 +426,72 @@ class _WorkerLoop:
             self.w.conns.append(proto)
             await ready
 
+    async def op_hand_off(self) -> dict[str, Any]:
+        """Hand the live connections over to a live receiver (:mod:`bench.receiver`), which reads them from now
+        on; the Python side keeps their set-up results. ``{"handed": N, "pid": receiver pid or None}``."""
+        w = self.w
+        if w.receiver is not None:
+            raise RuntimeError("this worker's connections are already read by a live receiver")
+        live = [c for c in w.conns if c.state == _LIVE and c.transport is not None]
+        if not live:
+            return {"handed": 0, "pid": None}
+        if len({c.proto for c in live}) != 1:
+            raise RuntimeError("a live receiver takes connections of one protocol")
+        fds: list[int] = []
+        try:
+            for c in live:
+                assert c.transport is not None
+                c.transport.pause_reading()
+                fds.append(os.dup(c.transport.get_extra_info("socket").fileno()))
+            sampled = [k for k, c in enumerate(live) if c.sample]
+            first = live[0]
+            w.receiver = await Receiver.start(fds, sampled, first._ping_pat, first._pong, w.live_counters, w.index)
+        finally:
+            for fd in fds:
+                os.close(fd)
+        for c in live:
+            c.state = _HANDED
+            assert c.transport is not None
+            c.transport.abort()  # closes this process's descriptor only: the receiver holds the socket
+        w.conns = [c for c in w.conns if c.state != _HANDED]
+        return {"handed": len(live), "pid": w.receiver.pid}
+
     async def op_record(self, on: bool) -> dict[str, Any]:
         if on:
             self.w.latencies = array("q")
         self.w.recording = on
+        if self.w.receiver is not None:
+            await self.w.receiver.record(on)
         return {}
 
     async def op_collect(self) -> dict[str, Any]:
         w = self.w
         alive = sum(1 for c in w.conns if c.state == _LIVE)
+        delivered, lost, latencies = w.delivered, w.lost, w.latencies
+        if w.receiver is not None:
+            live, samples = await w.receiver.collect()
+            delivered += live["delivered"]
+            lost += live["lost"]
+            alive += live["alive"]
+            latencies = latencies + samples
         return {
-            "delivered": w.delivered,
-            "latencies": w.latencies.tobytes(),
-            "lost": w.lost,
+            "delivered": delivered,
+            "latencies": latencies.tobytes(),
+            "lost": lost,
             "alive": alive,
             "recovered": w.recovered,
             "recovered_publications": w.recovered_publications,
         }
 
     async def op_close(self) -> dict[str, Any]:
+        receiver, self.w.receiver = self.w.receiver, None
+        if receiver is not None:
+            # Its deliveries move into this worker's own total; the coordinator then clears the receiver's slot.
+            final = await receiver.close()
+            self.w.add_delivered(int(final["delivered"]))
+            handed = int(final["closed"])
+        else:
+            handed = 0
         conns, self.w.conns = self.w.conns, []
         for c in conns:
             if c.transport is not None and c.state != _CLOSED:
@@ -447,14 +502,14 @@ class _WorkerLoop:
         self.w.lost = 0
         self.w.latencies = array("q")
         self.w.recovered = self.w.recovered_publications = 0
-        return {"closed": len(conns)}
+        return {"closed": len(conns) + handed}
 
     async def op_exit(self) -> dict[str, Any]:
         self.stop.set()
         return {}
 
 
-def _worker_main(index: int, conn: Connection, counters: Any, cpus: list[int] | None) -> None:
+def _worker_main(index: int, conn: Connection, counters: Any, live_counters: str, cpus: list[int] | None) -> None:
     if cpus:
         with contextlib.suppress(OSError):
             os.sched_setaffinity(0, cpus)
@@ -463,20 +518,22 @@ def _worker_main(index: int, conn: Connection, counters: Any, cpus: list[int] | 
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     import uvloop
 
-    uvloop.run(_WorkerLoop(index, conn, counters).serve())
+    uvloop.run(_WorkerLoop(index, conn, counters, live_counters).serve())
 
 
 class WorkerPool:
-    """``n`` load-generator processes and the shared array of their delivery totals."""
+    """``n`` load-generator processes, their live receivers, and the shared delivery totals of both."""
 
     def __init__(self, n: int, cpus: list[int] | None) -> None:
         ctx = mp.get_context("spawn")
         self.counters: Any = ctx.Array("q", n, lock=False)
+        self.live = Counters(n)  # slot i: the running total of worker i's live receiver
+        self.receiver_pids: dict[int, int] = {}
         self.conns: list[Connection] = []
         self.procs: list[Any] = []
         for i in range(n):
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_worker_main, args=(i, child, self.counters, cpus), daemon=True)
+            proc = ctx.Process(target=_worker_main, args=(i, child, self.counters, self.live.path, cpus), daemon=True)
             proc.start()
             child.close()
             self.conns.append(parent)
@@ -488,10 +545,11 @@ class WorkerPool:
 
     @property
     def pids(self) -> list[int]:
-        return [int(p.pid) for p in self.procs]
+        """The workers' processes and their running live receivers'."""
+        return [int(p.pid) for p in self.procs] + list(self.receiver_pids.values())
 
     def delivered(self) -> int:
-        return int(sum(self.counters))
+        return int(sum(self.counters)) + self.live.total()
 
     async def call(self, index: int, op: str, **args: Any) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
@@ -545,6 +603,14 @@ class WorkerPool:
             "elapsed": max(r["elapsed"] for r in results),
         }
 
+    async def hand_off(self) -> int:
+        """Hand every worker's live connections to its live receiver (:mod:`bench.receiver`); the number handed."""
+        results = await self.call_all("hand_off")
+        for k, r in enumerate(results):
+            if r["pid"] is not None:
+                self.receiver_pids[k] = int(r["pid"])
+        return sum(r["handed"] for r in results)
+
     async def record(self, on: bool) -> None:
         await self.call_all("record", lambda _: {"on": on})
 
@@ -564,6 +630,9 @@ class WorkerPool:
 
     async def close_connections(self) -> None:
         await self.call_all("close")
+        self.receiver_pids.clear()
+        for k in range(self.size):
+            self.live[k] = 0  # moved into the workers' own totals when their receivers closed
 
     async def shutdown(self) -> None:
         with contextlib.suppress(Exception):
@@ -573,8 +642,10 @@ class WorkerPool:
             if proc.is_alive():
                 proc.kill()
                 proc.join(3)
+        self.live.close()
         for conn in self.conns:
             conn.close()
+        self.live.close()
 
     def kill(self) -> None:
         """Kill the workers still alive (an interrupted run); no-op after :meth:`shutdown`."""
@@ -582,3 +653,4 @@ class WorkerPool:
             if proc.is_alive():
                 proc.kill()
                 proc.join(3)
+        self.live.close()

@@ -357,6 +357,7 @@ async def _connect(ctx: Context, spec: ConnSpec) -> dict[str, Any]:
     opened["wall_s"] = time.monotonic() - started
     if opened["failed"] > max(0, spec.count // 100):
         raise RuntimeError(f"{opened['failed']} of {spec.count} connections failed: {opened['errors']}")
+    await ctx.pool.hand_off()  # from now on the live receivers read them
     return opened
 
 

@@ -19,58 +19,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import os
-import shutil
 import struct
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from bench import wire
+from bench.gobuild import build, reply
 from bench.loadgen import ConnSpec, _setup_bytes, _tokens
 from bench.targets import pinned
 
 SOURCE = Path(__file__).resolve().parent / "stormgen"
-CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "neoevents" / "bench" / "stormgen"
-
-
-def _source_digest() -> str:
-    h = hashlib.sha256()
-    for path in sorted(SOURCE.glob("*")):
-        if path.suffix in (".go", ".mod"):
-            h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    return h.hexdigest()[:16]
 
 
 def binary() -> Path:
     """The client's executable, built first if its sources changed since the last build."""
-    path = CACHE / f"stormgen-{_source_digest()}"
-    if path.exists():
-        return path
-    go = shutil.which("go")
-    if go is None:
-        raise RuntimeError(
-            "the connect-storm client (bench/stormgen) is written in Go and `go` is not on PATH: "
-            "install Go 1.22 or newer to run the storm scenario"
-        )
-    CACHE.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    env = {**os.environ, "CGO_ENABLED": "0", "GOTOOLCHAIN": "local", "GOFLAGS": "-buildvcs=false"}
-    proc = subprocess.run(
-        [go, "build", "-o", str(tmp), "."], cwd=SOURCE, env=env, capture_output=True, text=True, check=False
-    )
-    if proc.returncode != 0:
-        tmp.unlink(missing_ok=True)
-        raise RuntimeError(f"building the connect-storm client (go build in {SOURCE}) failed:\n{proc.stderr[-3000:]}")
-    os.replace(tmp, path)
-    for old in CACHE.glob("stormgen-*"):  # builds of earlier sources
-        if old != path and not old.name.endswith(".tmp"):
-            with contextlib.suppress(OSError):
-                old.unlink()
-    return path
+    return build(SOURCE, "the connect-storm client")
 
 
 def encode(spec: ConnSpec) -> bytes:
@@ -170,13 +136,5 @@ class StormClient:
         return await self._reply()
 
     async def _reply(self) -> dict[str, Any]:
-        proc = self.proc
-        assert proc is not None and proc.stdout is not None and proc.stderr is not None
-        line = await proc.stdout.readline()
-        if not line:
-            stderr = (await proc.stderr.read()).decode(errors="replace")
-            raise RuntimeError(f"the connect-storm client exited ({await proc.wait()}): {stderr[-2000:]}")
-        reply: dict[str, Any] = json.loads(line)
-        if "error" in reply:
-            raise RuntimeError(f"connect-storm client: {reply['error']}")
-        return reply
+        assert self.proc is not None
+        return await reply(self.proc, "the connect-storm client")

@@ -1,0 +1,3 @@
+module neoevents/bench/receiver
+
+go 1.22
