@@ -39,6 +39,14 @@ class Flusher:
             self._scheduled = True
             self._loop.call_soon(self._run)
 
+    def mark_holding(self, conn: Flushable) -> None:
+        """:meth:`mark` and :meth:`hold` in one call (a channel batch queued for an idle connection)."""
+        self._dirty.append(conn)
+        self._hold = True
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._run)
+
     def hold(self) -> None:
         """A channel batch was queued: let the next flush wait one more loop iteration (at most once)."""
         self._hold = True

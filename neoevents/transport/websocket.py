@@ -324,6 +324,10 @@ class WebSocketConnection(asyncio.Protocol):
     def send_shared(self, batch: SharedFrames) -> bool:
         if self._closing:
             return False
+        if self._pending is None:  # the usual case, once per subscriber of a busy channel: kept lean
+            self._pending = self._shared = batch
+            self._flusher.mark_holding(self)
+            return True
         self._queue(batch)
         self._shared = batch
         self._flusher.hold()
@@ -350,7 +354,13 @@ class WebSocketConnection(asyncio.Protocol):
             return
         self._pending = None
         self._shared = None
-        self.transport.write(_joined(pending))
+        # A lone frame or a lone channel batch (the fan-out cases) without the general join.
+        if type(pending) is bytes:
+            self.transport.write(pending)
+        elif type(pending) is list:
+            self.transport.write(_joined(pending))
+        else:
+            self.transport.write(pending.data())  # type: ignore[union-attr]
 
     def pause_writing(self) -> None:
         """More than the client queue limit is waiting to be sent: the client does not keep up."""

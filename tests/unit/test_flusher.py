@@ -57,3 +57,16 @@ async def test_a_flush_is_never_held_twice_in_a_row() -> None:
     assert conn.flushes == 1
     await asyncio.sleep(0)
     assert conn.flushes == 2
+
+
+async def test_mark_holding_is_mark_then_hold() -> None:
+    flusher = Flusher(asyncio.get_running_loop())
+    conn, other = Conn(), Conn()
+    flusher.mark_holding(conn)
+    flusher.mark_holding(other)  # a second subscriber of the batch: still one flush, held once
+    await asyncio.sleep(0)
+    assert (conn.flushes, other.flushes) == (0, 0)
+    await asyncio.sleep(0)
+    assert (conn.flushes, other.flushes) == (1, 1)
+    await asyncio.sleep(0)
+    assert (conn.flushes, other.flushes) == (1, 1)
