@@ -5,14 +5,13 @@ WebSocket library on the receive path). A connection is set up properly — HTTP
 own protocol (Centrifugo JSON ``connect`` + ``subscribe``, NATS ``CONNECT``/``SUB``/``PING``, or nothing
 for the floor servers) — and from then on incoming bytes are never parsed into frames: deliveries are
 counted by counting the payload marker ``"ts":`` in the raw stream (one C-level ``bytes.count`` per
-read, however many frames the read holds).
+read, however many frames the read holds). A sample of connections also extracts the embedded send
+timestamps for publish→receive latency. Server pings (``{}`` for Centrifugo JSON, ``PING`` for NATS, the
+Engine.IO ping packet ``2`` for socket.io) are answered so that long idle windows stay connected.
 
 Once a scenario's connections are set up, each worker hands its live sockets to a compiled live receiver
 (:mod:`bench.receiver`, :meth:`WorkerPool.hand_off`), which reads them the same way for a fraction of the
-cost; the worker keeps what the set-up recorded and relays ``record``/``collect``/``close`` to it. The
-paragraphs below describe the Python path, which the receiver mirrors. A sample of connections also extracts the embedded send
-timestamps for publish→receive latency. Server pings (``{}`` for Centrifugo JSON, ``PING`` for NATS, the
-Engine.IO ping packet ``2`` for socket.io) are answered so that long idle windows stay connected.
+cost; the worker keeps what the set-up recorded and relays ``record``/``collect``/``close`` to it.
 
 Protocols: ``centrifugo`` (JSON ``connect`` + ``subscribe``, optionally with ``recover`` and the position a
 previous connection of the same worker recorded), ``nats``, ``engineio`` (Engine.IO v4 / Socket.IO v5 over a raw
