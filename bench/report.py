@@ -24,31 +24,35 @@ BEHIND_NOTES: dict[str, str] = {
 
 # What stands between neoevents and the targets it does not meet in the final run, and what would close it.
 TARGET_NOTES = """\
-**Fan-out p99 ≤ 100 ms at 10,000 subscribers x 10/s.** 118 ms (Centrifugo 337 ms, nats-server 297 ms; the
-protocol-less floors: picows 93 ms, `websockets` 198 ms, Node's `ws` 545 ms; neoevents on the Redis engine
-95 ms in the same run). Each publication is 10,000 socket writes of one frame, and one publication per loop
-iteration at this rate, so channel batches do not help here. A write to a loopback TCP socket costs the writer
-the receiver's TCP processing and, when the receiver sleeps, its wake-up: 7.6 µs of server CPU per delivery in
-this row (the picows floor, which writes one pre-encoded frame with no protocol at all, 6.6 µs). So the last
-subscriber of a publication gets it some 75 ms after the first, before any queueing; the load generator, one
-core for 10,000 sockets, is at 95% in this row and adds its own. A check outside the full run showed the floor
-this sets: at 10,000 x 5/s, with the server at 58% and the load generator at 44% of their cores, the p99 was
-still 143 ms (before the channel batches). neoevents is within 27% of the picows floor, which only just meets
-the target itself. What would close it: spreading the subscribers of a big channel over worker processes (one
-core each) on the Redis engine, on a machine with cores to spare for them and for the load generator.
+**Fan-out p99 ≤ 100 ms at 10,000 subscribers x 10/s: not met in this run, met in the one before.** 136 ms here
+(Centrifugo 486 ms, nats-server 548 ms; the protocol-less floors: picows 477 ms, `websockets` 334 ms, Node's
+`ws` 442 ms). The full run just before, of the same revision (`run-20261129T201825.json`), measured 98.9 ms
+(Centrifugo 405 ms, picows floor 341 ms); this page is not built from it because its later rows ran on a
+slower machine (in its HTTP API rows a batched publication cost neoevents 41% and Centrifugo 23% more CPU than
+in this run). The target sits at what one core does here. Each publication is 10,000 socket writes; a profile
+of the server in this row puts 80% of its CPU in those write system calls, and about 35% in the receivers' TCP
+processing, which loopback runs inside the sender's write (neoevents' own Python work is about 15%). At
+100,000 deliveries/s the server's core is 80-95% busy: in steady bursts the first subscriber gets a
+publication about 5 ms after it was sent and the last one 80-90 ms after, and whenever something else takes
+the core for a moment (a ping round, other load on this shared machine) the next bursts start late and the
+tail grows. The load generator is no longer what bounds it: its Python workers spent about 9 µs of their core
+per delivery (95% of that core in this row of the previous page); the live receivers spend less, most of it
+kernel time (reading, and the ACK each read sends back). What would close it: more than one core for the
+fan-out of one channel (worker processes sharing the Redis engine), on a machine with cores to spare. On this
+one both cores are already busy with this row's kernel work; steering the receive processing to the load
+generator's core (RPS) overloaded that core instead (p99 826 ms in a check).
 
-**Connect + subscribe ≥ 5,000/s: met in this run, at the edge.** 5,106/s at 186 µs of server CPU per
-connection (Centrifugo 4,944/s at 196 µs, nats-server 4,838/s; the floors picows 118 µs and Node's `ws`
-150 µs). The connect path did not change between the last three full runs, which measured 4,692, 4,918 and
-5,106/s (198, 188, 186 µs): the target sits inside the run-to-run spread, and the next run may fall just short
-of it. Where the time goes: neoevents' own Python work is 70-105 µs per connection (about 70 µs counted in a
-tight in-process loop: HTTP head and upgrade 16 µs, the connect and subscribe commands with HS256 verification
-and their replies 52 µs; more in the server, interleaved with the kernel). The rest is kernel time: accept, two
-reads, epoll, and two writes (the 101 and the replies), each of which on loopback also runs the client's TCP
-receive path and wakes it (31% of the server's CPU is system time). Tried and not kept: compiling the hot
-modules with mypyc (no measurable gain: the time is in allocation and C calls, not bytecode), TCP_DEFER_ACCEPT
-(no fewer loop iterations), libuv without io_uring. A margin would need the HTTP head and handshake in compiled
-code or a lighter session object.
+**Connect + subscribe ≥ 5,000/s: not met in this run.** 4,563/s at 209 µs of server CPU per connection
+(Centrifugo 3,515/s at 276 µs, nats-server 4,441/s; the floors picows 5,588/s at 177 µs, Node's `ws` 4,908/s).
+The connect path did not change since the three full runs before these, which measured 4,692, 4,918 and
+5,106/s (198, 188 and 186 µs per connection); on this day's machine every server costs more per connection (a
+check with neoevents and Centrifugo alone: 4,581/s against 3,842/s). neoevents' own Python work is about 110
+µs per connection in-process (HTTP head and upgrade about 30% of it, HS256 verification and claims about 20%,
+the rest spread over the connect and subscribe commands and their replies, with no single hot spot); the rest
+is kernel time: accept, two reads, epoll, and two writes, each of which on loopback also runs the client's TCP
+receive path. A margin would need the HTTP head and handshake in compiled code or a lighter session object.
+Tried and not kept earlier: compiling the hot modules with mypyc (no measurable gain), TCP_DEFER_ACCEPT (no
+fewer loop iterations), libuv without io_uring.
 """
 
 Row = dict[str, Any]
@@ -61,6 +65,7 @@ BEFORE_RUNS = (
     REPO / "bench" / "results" / "run-20261129T135020.json",
     REPO / "bench" / "results" / "run-20261129T155907.json",
     REPO / "bench" / "results" / "run-20261129T180704.json",
+    REPO / "bench" / "results" / "run-20261129T184851.json",
 )
 _CHANGES_1 = """\
 - **WebSocket fast path**: complete, final, masked data frames are unmasked (the `websockets` C helper) and
@@ -124,7 +129,23 @@ _CHANGES_5 = """\
   many publications. In checks before this run: at 2,000 subscribers 1.23 -> 0.86-0.90 µs per delivery, at
   10,000 4.8 -> 2.8 µs, and the fixed-rate p99 at 10,000 x 10/s 177 -> 131 ms.
 """
-CHANGES = (_CHANGES_1, _CHANGES_2, _CHANGES_3, _CHANGES_4, _CHANGES_5)
+_CHANGES_6 = """\
+- **Method: live receivers.** Once set up, the load generator's sockets are read by a compiled receiver
+  (`bench/receiver/`) instead of the Python workers, polling every 0.5 ms instead of sleeping in
+  `epoll_wait` (see "Method"). The Python workers spent about 9 µs of their core per delivery, and at 10,000
+  subscribers x 10/s they were the bound of the latency they reported (95% of their core in the last run).
+  All targets' rows change with it; the client CPU column is the load generator's whole cost, receivers
+  included.
+- **Fan-out**: a channel batch queued for an idle connection costs one flusher call instead of four, and a
+  flush writes a lone frame or batch without the general join (in-process, the publish side went from 245 to
+  170 ns per subscriber).
+- Also in this revision, off the measured paths: a channel batch that no subscriber took (all of them closing)
+  is not kept open.
+- **The machine was slower on the day of this run**: rows whose path did not change (connect storm, recovery,
+  HTTP API) cost 10-30% more server CPU than in the last run, and Centrifugo's connect storm went from 196 to
+  276 µs per connection.
+"""
+CHANGES = (_CHANGES_1, _CHANGES_2, _CHANGES_3, _CHANGES_4, _CHANGES_5, _CHANGES_6)
 
 
 def _fmt(value: Any, digits: int = 1) -> str:
@@ -324,21 +345,31 @@ floor), matplotlib (the charts) and the Python peers (python-socketio, uvicorn, 
 channels_redis, all pinned). The Centrifugo binary comes from `make centrifugo`, nats-server and
 redis-server from `make deps-system`, Node's `ws` from `make deps-node`, socket.io (pinned in
 `bench/peers/package-lock.json`) from `make deps-bench-node`; a target that is missing is reported as
-skipped. The connect-storm client (`bench/stormgen/`, Go standard library only) is built with `go build` on
-first use into `~/.cache/neoevents/bench/stormgen/`.
+skipped. The connect-storm client (`bench/stormgen/`) and the live receiver (`bench/receiver/`), both Go
+standard library only, are built with `go build` on first use into `~/.cache/neoevents/bench/`.
 
 ## Method
 
-- **Pinning.** The server runs alone on one core; the load generator (worker processes, the publisher and
-  the connect-storm client) shares the other. Go's runtime sizes itself from that affinity (GOMAXPROCS=1), so
-  every server has exactly one core. Deliveries/s are therefore *one-core* figures; rows where the load
-  generator used ≥ 90% of its core are marked **†** — there the server had spare CPU and the rate is a floor
-  of what it can do, while CPU per delivery is still a fair cost figure.
+- **Pinning.** The server runs alone on one core; the load generator (worker processes, live receivers, the
+  publisher and the connect-storm client) shares the other. Go's runtime sizes itself from that affinity
+  (GOMAXPROCS=1), so every server has exactly one core. Deliveries/s are therefore *one-core* figures; rows
+  where the load generator used ≥ 90% of its core are marked **†** — there the server had spare CPU and the
+  rate is a floor of what it can do, while CPU per delivery is still a fair cost figure.
 - **Load generator.** Worker processes on uvloop with raw `asyncio.Protocol` WebSocket clients, spread over
   source addresses 127.0.0.2-9. Each connection is set up with the target's real protocol — for neoevents and
   Centrifugo a Centrifugo JSON `connect` with its own HS256 token (user `u<i>`) and a `subscribe` — and then
   deliveries are counted on the raw byte stream without parsing frames. ~256 connections per run also read
   the send timestamp embedded in each ~100-byte payload for publish → receive latency. Pings are answered.
+  Once set up, each worker hands its sockets to a compiled **live receiver** (`bench/receiver/`, Go standard
+  library only, GOMAXPROCS=1 on the load generator's core) that reads them the same way: one thread, one
+  epoll instance, deliveries counted by the payload marker, the same connections sampled for latency, pings
+  answered. The Python workers spent about 9 µs of their core per delivery, as much as the servers, and at
+  10,000 subscribers x 10/s that alone bounded the latency they reported. The receiver polls its sockets
+  every 0.5 ms instead of sleeping in `epoll_wait`: a receiver asleep there is woken by each write that
+  reaches it, and on loopback that wake-up runs inside the sender's system call and is charged to the server,
+  while on a real network it is the receiving machine's cost. Polling adds at most 0.5 ms to each measured
+  latency, alike for every target. Its kernel time (reading, and the ACKs each read sends back) still makes
+  up most of the load generator's CPU in the fan-out rows.
   The connect storm is driven by a compiled client instead (`bench/stormgen/`, Go standard library only,
   GOMAXPROCS=1 on the load generator's core), so that the client's cost per connection does not bound the
   rate: it sends the same upgrade requests and set-up bytes, built by the Python side, and completes each
@@ -347,7 +378,7 @@ first use into `~/.cache/neoevents/bench/stormgen/`.
 - **Publishing.** neoevents and Centrifugo: the HTTP server API (`/api/publish`, or `/api/batch` with 100
   publications per request) over keep-alive connections with pipelined, concurrent requests. nats-server:
   `PUB` on its client port. Floors: frames on a `/pub` WebSocket. Peers: a `/pub` WebSocket on the peer's
-  own server whose frames carry one or more `<room>\n<payload>` pairs (100 per frame where the API gets a
+  own server whose frames carry one or more `<room>\\n<payload>` pairs (100 per frame where the API gets a
   batch), each turned into the framework's own broadcast: `io.to(room).emit("pub", data)` (socket.io),
   `await sio.emit("pub", data, room=room)` (python-socketio), `group_send(group, {"type": "pub", ...})`
   (Channels, whose consumers write the text out unchanged).
