@@ -82,6 +82,7 @@ type receiver struct {
 	recording bool
 	latencies []int64
 	buf       []byte
+	scratch   []byte // for joint
 }
 
 func main() {
@@ -113,7 +114,7 @@ func run() error {
 	if err := json.Unmarshal(line, &h); err != nil {
 		return fmt.Errorf("bad header: %w", err)
 	}
-	r := &receiver{counter: counter, buf: make([]byte, 256<<10)}
+	r := &receiver{counter: counter, buf: make([]byte, 256<<10), scratch: make([]byte, 0, 64)}
 	if r.ping, err = hex.DecodeString(h.Ping); err != nil {
 		return fmt.Errorf("bad ping: %w", err)
 	}
@@ -228,8 +229,7 @@ func (r *receiver) read(k int) {
 	data := r.buf[:n]
 	count := bytes.Count(data, mark)
 	if len(c.carry) > 0 {
-		joint := append(c.carry[len(c.carry)-min(len(c.carry), len(mark)-1):len(c.carry):len(c.carry)], data[:min(n, len(mark)-1)]...)
-		count += bytes.Count(joint, mark)
+		count += bytes.Count(r.joint(c.carry, data, len(mark)-1), mark)
 	}
 	if len(r.ping) > 0 && r.hasPing(c, data) {
 		syscall.Write(c.fd, r.pong)
@@ -252,6 +252,13 @@ func (r *receiver) read(k int) {
 	}
 }
 
+// joint is the last k bytes of carry followed by the first k of data (in a reused buffer): a pattern of up to
+// k+1 bytes cut by the read boundary lies whole inside it.
+func (r *receiver) joint(carry, data []byte, k int) []byte {
+	out := append(r.scratch[:0], carry[len(carry)-min(len(carry), k):]...)
+	return append(out, data[:min(len(data), k)]...)
+}
+
 func (r *receiver) hasPing(c *conn, data []byte) bool {
 	if bytes.Contains(data, r.ping) {
 		return true
@@ -259,9 +266,7 @@ func (r *receiver) hasPing(c *conn, data []byte) bool {
 	if len(c.carry) == 0 || len(r.ping) < 2 {
 		return false
 	}
-	head := c.carry[len(c.carry)-min(len(c.carry), len(r.ping)-1):]
-	joint := append(append([]byte(nil), head...), data[:min(len(data), len(r.ping)-1)]...)
-	return bytes.Contains(joint, r.ping)
+	return bytes.Contains(r.joint(c.carry, data, len(r.ping)-1), r.ping)
 }
 
 // sample records now - ts for every whole "ts":<digits>, in data (one cut by the read boundary is skipped).

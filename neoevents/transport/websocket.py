@@ -354,13 +354,7 @@ class WebSocketConnection(asyncio.Protocol):
             return
         self._pending = None
         self._shared = None
-        # A lone frame or a lone channel batch (the fan-out cases) without the general join.
-        if type(pending) is bytes:
-            self.transport.write(pending)
-        elif type(pending) is list:
-            self.transport.write(_joined(pending))
-        else:
-            self.transport.write(pending.data())  # type: ignore[union-attr]
+        self.transport.write(_joined(pending))
 
     def pause_writing(self) -> None:
         """More than the client queue limit is waiting to be sent: the client does not keep up."""
