@@ -40,7 +40,12 @@ per delivery (95% of that core in this row of the previous page); the live recei
 kernel time (reading, and the ACK each read sends back). What would close it: more than one core for the
 fan-out of one channel (worker processes sharing the Redis engine), on a machine with cores to spare. On this
 one both cores are already busy with this row's kernel work; steering the receive processing to the load
-generator's core (RPS) overloaded that core instead (p99 826 ms in a check).
+generator's core (RPS) overloaded that core instead (p99 826 ms in a check). No server here writes this row for
+less: in both runs every target spent at least 7.9 µs of CPU per delivery (the protocol-less floors 7.9-9.4 µs,
+neoevents 8.1-8.4 µs: the lowest in one run, second to the `websockets` floor in the other), and a bare
+`os.write` loop to 2,000 loopback sockets costs about 9 µs per 120-byte frame (median of repeated rounds) on
+this day's machine. So 100,000 writes/s keep one core 80% busy or more before anything else runs, and the queue
+that forms behind each burst at that load is what the p99 measures.
 
 **Connect + subscribe ≥ 5,000/s: not met in this run.** 4,563/s at 209 µs of server CPU per connection
 (Centrifugo 3,515/s at 276 µs, nats-server 4,441/s; the floors picows 5,588/s at 177 µs, Node's `ws` 4,908/s).
