@@ -350,8 +350,9 @@ floor), matplotlib (the charts) and the Python peers (python-socketio, uvicorn, 
 channels_redis, all pinned). The Centrifugo binary comes from `make centrifugo`, nats-server and
 redis-server from `make deps-system`, Node's `ws` from `make deps-node`, socket.io (pinned in
 `bench/peers/package-lock.json`) from `make deps-bench-node`; a target that is missing is reported as
-skipped. The connect-storm client (`bench/stormgen/`) and the live receiver (`bench/receiver/`), both Go
-standard library only, are built with `go build` on first use into `~/.cache/neoevents/bench/`.
+skipped. The connect-storm client (`bench/stormgen/`), the live receiver (`bench/receiver/`) and the compiled
+floor (`bench/floors/gofloor/`), all Go standard library only, are built with `go build` on first use into
+`~/.cache/neoevents/bench/`.
 
 ## Method
 
@@ -439,7 +440,9 @@ READING = """\
   publish path (HTTP API with 100 publications per batch request) is a large share of neoevents' and
   Centrifugo's cost, while the floors and NATS receive publications over a WebSocket or TCP stream.
 - **Floors** are protocol-free and unauthenticated; they bound what a stack costs, not what a real-time
-  server must cost.
+  server must cost. The compiled one (`floor-go`: Go standard library, GOMAXPROCS=1, one goroutine writing
+  each publication's frame to every subscriber, one system call each) shows what is left when next to
+  nothing runs above the kernel: its fixed-rate rows are the cost of the writes themselves on this machine.
 - **Peers** run their framework's own broadcast as an application would, without authentication, history or
   recovery. Where a Redis is part of the design (python-socketio's Redis manager, `channels_redis`) its CPU
   is included, so those rows are what one server process plus its Redis cost on one core.

@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import gobuild
 from bench.publishers import HttpApiPublisher, NatsPublisher, Publisher, WsPublisher
 from tests.support.servers import ServerOptions, centrifugo_bin_path, free_port, start_server
 
@@ -364,14 +365,25 @@ class _FloorRunning(RunningTarget):
 class FloorTarget(Target):
     """A minimal broadcaster (see :mod:`bench.floors`): no protocol, no auth."""
 
-    def __init__(self, name: str, description: str, command: list[str], module: str = "", node: bool = False) -> None:
+    def __init__(
+        self,
+        name: str,
+        description: str,
+        command: list[str],
+        module: str = "",
+        node: bool = False,
+        go_source: Path | None = None,
+    ) -> None:
         self.name = name
         self.description = description
         self._command = command
         self._module = module
         self._node = node
+        self._go_source = go_source  # a Go package built on first use (the command is then its executable)
 
     def unavailable(self) -> str | None:
+        if self._go_source is not None and not shutil.which("go"):
+            return "go is not installed"
         if self._node:
             if not shutil.which("node"):
                 return "node is not installed"
@@ -387,6 +399,8 @@ class FloorTarget(Target):
     def version(self) -> str:
         if self._node:
             return "node " + subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+        if self._go_source is not None:
+            return subprocess.run(["go", "version"], capture_output=True, text=True).stdout.strip()
         from importlib.metadata import version
 
         return f"{self._module} {version(self._module)}"
@@ -394,7 +408,8 @@ class FloorTarget(Target):
     def start(self, workdir: Path, cpus: list[int] | None) -> RunningTarget:
         port = free_port()
         env = {"NODE_PATH": str(NODE_MODULES)} if self._node else None
-        proc, stop = _spawn([*self._command, str(port)], workdir, f"{self.name}-{port}", cpus, env)
+        command = [str(gobuild.build(self._go_source, self.name))] if self._go_source is not None else self._command
+        proc, stop = _spawn([*command, str(port)], workdir, f"{self.name}-{port}", cpus, env)
         try:
             _wait_port(HOST, port, proc)
         except RuntimeError:
@@ -538,6 +553,12 @@ def all_targets() -> dict[str, Target]:
             module="websockets",
         ),
         FloorTarget(
+            "floor-go",
+            "floor: Go standard library, one goroutine writing one pre-encoded frame to every socket (GOMAXPROCS=1)",
+            [],
+            go_source=REPO / "bench" / "floors" / "gofloor",
+        ),
+        FloorTarget(
             "floor-node-ws",
             "floor: Node.js ws 8, one pre-encoded frame written to every socket",
             ["node", str(REPO / "bench" / "floors" / "node_ws_floor.js")],
@@ -591,6 +612,7 @@ DEFAULT_TARGETS = (
     "nats",
     "floor-picows",
     "floor-websockets",
+    "floor-go",
     "floor-node-ws",
     *PEER_TARGETS,
 )

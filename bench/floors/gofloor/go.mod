@@ -1,0 +1,3 @@
+module neoevents/bench/floors/gofloor
+
+go 1.22
