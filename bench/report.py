@@ -19,45 +19,52 @@ PEERS = ("socketio-node", "python-socketio", "python-socketio-redis", "django-ch
 # "recovery", "api"); each non-empty entry is printed under the comparison with Centrifugo.
 BEHIND_NOTES: dict[str, str] = {
     # Scenario -> why neoevents is behind Centrifugo there and what would close it. In the final run it is behind
-    # in no row of the comparison; the closest is the connect storm (1.03x the rate), see TARGET_NOTES.
+    # in no row of the comparison; the closest is the single-publication HTTP API (1.14x the rate).
 }
 
 # What stands between neoevents and the targets it does not meet in the final run, and what would close it.
 TARGET_NOTES = """\
-**Fan-out p99 ≤ 100 ms at 10,000 subscribers x 10/s: not met in this run, met in the one before.** 136 ms here
-(Centrifugo 486 ms, nats-server 548 ms; the protocol-less floors: picows 477 ms, `websockets` 334 ms, Node's
-`ws` 442 ms). The full run just before, of the same revision (`run-20261129T201825.json`), measured 98.9 ms
-(Centrifugo 405 ms, picows floor 341 ms); this page is not built from it because its later rows ran on a
-slower machine (in its HTTP API rows a batched publication cost neoevents 41% and Centrifugo 23% more CPU than
-in this run). The target sits at what one core does here. Each publication is 10,000 socket writes; a profile
-of the server in this row puts 80% of its CPU in those write system calls, and about 35% in the receivers' TCP
-processing, which loopback runs inside the sender's write (neoevents' own Python work is about 15%). At
-100,000 deliveries/s the server's core is 80-95% busy: in steady bursts the first subscriber gets a
-publication about 5 ms after it was sent and the last one 80-90 ms after, and whenever something else takes
-the core for a moment (a ping round, other load on this shared machine) the next bursts start late and the
-tail grows. The load generator is no longer what bounds it: its Python workers spent about 9 µs of their core
-per delivery (95% of that core in this row of the previous page); the live receivers spend less, most of it
-kernel time (reading, and the ACK each read sends back). What would close it: more than one core for the
-fan-out of one channel (worker processes sharing the Redis engine), on a machine with cores to spare. On this
-one both cores are already busy with this row's kernel work; steering the receive processing to the load
-generator's core (RPS) overloaded that core instead (p99 826 ms in a check). No server here writes this row for
-less: in both runs every target spent at least 7.9 µs of CPU per delivery (the protocol-less floors 7.9-9.4 µs,
-neoevents 8.1-8.4 µs: the lowest in one run, second to the `websockets` floor in the other), and a bare
-`os.write` loop to 2,000 loopback sockets costs about 9 µs per 120-byte frame (median of repeated rounds) on
-this day's machine. So 100,000 writes/s keep one core 80% busy or more before anything else runs, and the queue
-that forms behind each burst at that load is what the p99 measures.
+**Fan-out p99 ≤ 100 ms at 10,000 subscribers x 10/s: not met in this run.** 264 ms at 9.3 µs of server CPU per
+delivery. neoevents is the only target that kept up with the rate in this row: Centrifugo 1,490 ms, nats-server
+921 ms, and the protocol-less floors 1,026-1,195 ms, all of them at 10.1-12.2 µs per delivery and short of the
+100,000 deliveries/s. The same fan-out path measured 98.9, 136 and 110.7 ms in the three full runs before this
+one (`run-20261129T201825.json`, `run-20261129T210225.json`, `run-20261129T222309.json`), at 8.1, 8.35 and 8.1
+µs per delivery.
 
-**Connect + subscribe ≥ 5,000/s: not met in this run.** 4,563/s at 209 µs of server CPU per connection
-(Centrifugo 3,515/s at 276 µs, nats-server 4,441/s; the floors picows 5,588/s at 177 µs, Node's `ws` 4,908/s).
-The connect path did not change since the three full runs before these, which measured 4,692, 4,918 and
-5,106/s (198, 188 and 186 µs per connection); on this day's machine every server costs more per connection (a
-check with neoevents and Centrifugo alone: 4,581/s against 3,842/s). neoevents' own Python work is about 110
-µs per connection in-process (HTTP head and upgrade about 30% of it, HS256 verification and claims about 20%,
-the rest spread over the connect and subscribe commands and their replies, with no single hot spot); the rest
-is kernel time: accept, two reads, epoll, and two writes, each of which on loopback also runs the client's TCP
-receive path. A margin would need the HTTP head and handshake in compiled code or a lighter session object.
-Tried and not kept earlier: compiling the hot modules with mypyc (no measurable gain), TCP_DEFER_ACCEPT (no
-fewer loop iterations), libuv without io_uring.
+The row is bound by one write system call per subscriber per publication. A profile of the server in this row
+puts 80% of its CPU in those writes; inside them, about 35% of its CPU is the receivers' TCP processing, which
+loopback runs in the sender's system call. At 100,000 deliveries/s a cost of 8.1 µs keeps the server's core 82%
+busy, and 9.3 µs keeps it 93% busy. The p99 follows how close to saturation that is: the queue that forms behind
+each burst of 10,000 writes whenever something else takes the core. The compiled floor (`floor-go`: one
+goroutine, one write per subscriber, nothing else) confirms it. It cost 8.55 µs per delivery in the run before
+this one (p99 499 ms) and 12.2 µs in this one, where it did not keep up. Node's `ws` floor once got under the
+target: 90 ms at 7.6 µs in the run before, 1,026 ms at 10.2 µs in this one.
+
+neoevents' own Python work is about 0.75 µs per delivery (in-process: 0.18 µs to queue the channel batch, 0.32
+µs to flush it, about 0.25 µs in uvloop's write). Removing all of it would not give a margin on the slower days
+of this machine. What would give one is more than one core for the writes of one channel's fan-out: worker
+processes sharing the Redis engine, on a machine with cores to spare. On this one both cores are busy with this
+row's kernel work. Steering the receive processing to the load generator's core (RPS) overloaded that core
+instead (p99 826 ms in a check).
+
+**Connect + subscribe ≥ 5,000/s: not met in this run.** 4,441/s at 212 µs of server CPU per connection, 1.59x
+Centrifugo's rate (2,788/s at 347 µs); nats-server 3,241/s. The floors: picows 5,527/s at 179 µs, Node's `ws`
+4,797/s at 201 µs, and the compiled floor 8,871/s at 83 µs. The connect path has not changed since the runs that
+measured 4,692, 4,918 and 5,106/s; the four runs since then measured 3,640, 4,563, 4,288 and 4,441/s (Centrifugo
+3,576, 3,515, 2,980 and 2,788/s).
+
+The compiled floor puts the kernel's share of a connection here (accept, reads, epoll, two writes with their
+loopback receive paths) at most 83 µs. That leaves at least about 130 µs of neoevents' 212 µs as its own user-
+space work. In-process that work measures about 110 µs, with a flat profile: the HTTP head and upgrade about 30%
+of it, HS256 verification and the claims about 20%, and the rest spread over the connect and subscribe commands
+and their replies. A margin needs a quarter of that work gone: the HTTP head and handshake in compiled code, or
+a lighter session object. Tried earlier and not kept: compiling the hot modules with mypyc (no measurable gain),
+TCP_DEFER_ACCEPT (no fewer loop iterations), libuv without io_uring.
+
+**HTTP API batch ≥ 200,000 publications/s: not met in this run.** 165,000/s at 5.9 µs per publication, 1.56x
+Centrifugo (106,000/s at 9.4 µs). The same code measured 235,109/s (4.18 µs) and 208,995/s (4.67 µs) in the two
+runs before, and 207,490/s in a check between them. Centrifugo's own cost per batched publication was 7.8, 9.7
+and 9.4 µs in those three runs. This row ran at the end, on the slower machine of this day.
 """
 
 Row = dict[str, Any]
@@ -71,6 +78,8 @@ BEFORE_RUNS = (
     REPO / "bench" / "results" / "run-20261129T155907.json",
     REPO / "bench" / "results" / "run-20261129T180704.json",
     REPO / "bench" / "results" / "run-20261129T184851.json",
+    REPO / "bench" / "results" / "run-20261129T210225.json",
+    REPO / "bench" / "results" / "run-20261129T222309.json",
 )
 _CHANGES_1 = """\
 - **WebSocket fast path**: complete, final, masked data frames are unmasked (the `websockets` C helper) and
@@ -150,7 +159,17 @@ _CHANGES_6 = """\
   HTTP API) cost 10-30% more server CPU than in the last run, and Centrifugo's connect storm went from 196 to
   276 µs per connection.
 """
-CHANGES = (_CHANGES_1, _CHANGES_2, _CHANGES_3, _CHANGES_4, _CHANGES_5, _CHANGES_6)
+_CHANGES_7 = """\
+- No change on the measured paths: the flush of a lone frame or batch goes back to the one join helper (the
+  hand-inlined copy in the last run's revision made no measurable difference).
+- The suite gains a compiled floor, `floor-go` (see "Reading the tables").
+"""
+_CHANGES_8 = """\
+- None: the same revision, run again. The difference between these two columns is this machine's run-to-run
+  spread. Both runs met a slower machine than the run before them: Centrifugo's own cost was 328 and 347 µs
+  per connection against 276 µs, and 9.7 and 9.4 µs per batched publication against 7.8 µs.
+"""
+CHANGES = (_CHANGES_1, _CHANGES_2, _CHANGES_3, _CHANGES_4, _CHANGES_5, _CHANGES_6, _CHANGES_7, _CHANGES_8)
 
 
 def _fmt(value: Any, digits: int = 1) -> str:
