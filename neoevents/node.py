@@ -641,7 +641,8 @@ class Node:
 
     def handle_publication(self, channel: str, pub: Publication, position: StreamPosition) -> None:
         delivered = self.hub.broadcast_publication(channel, pub)
-        self.metrics.delivered(delivered)
+        if delivered:
+            self.metrics.delivered(delivered)
         if self._joining:
             for held in self._joining.get(channel, {}).values():
                 held.append((pub, position))

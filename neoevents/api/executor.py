@@ -132,6 +132,12 @@ def _error(exc: ProtocolError) -> dict[str, Any]:
     return {"error": {"code": exc.code, "message": str(exc)}}
 
 
+#: How many channels :meth:`Executor._plain_target` remembers before it starts over.
+_PLAIN_TARGETS: Final = 4096
+#: The reply to a publication without a stream position (never changed: replies only get encoded).
+_NO_POSITION: Final[dict[str, Any]] = {"publish": {}}
+
+
 def _position(offset: int, epoch: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if offset:
@@ -168,6 +174,7 @@ class Executor:
 
     def __init__(self, node: Node) -> None:
         self.node = node
+        self._plain_targets: dict[str, tuple[str, PublishOptions] | None] = {}
         self._methods: dict[str, tuple[type[Struct], Method]] = {
             "publish": (PublishParams, self.publish),
             "broadcast": (BroadcastParams, self.broadcast),
@@ -388,39 +395,39 @@ class Executor:
         if not self.node.publishes_synchronously:
             return await self._batch_pipelined(commands, who)
         replies: list[dict[str, Any]] = []
-        node = self.node
-        metrics = node.metrics
+        metrics = self.node.metrics
         published = 0
-        # The common publication (the trusted server, plain data, no tags, idempotency key or history skip)
-        # goes straight to the engine: the checks and the metric of publish_now(), without its call layers.
-        namespace_for = node.namespace_for
-        rule_namespaces = node.rules.namespaces
-        engine_publish = node.engine_publish_now
+        # The common publication (the trusted server, plain data, no tags, idempotency key or history skip,
+        # a namespace without publish rules) goes straight to the engine: the checks and the metrics of
+        # publish_now(), without its call layers. Runs of such publications are timed together.
+        plain = self._plain_target
+        engine_publish = self.node.engine_publish_now
         assert engine_publish is not None
-        record = metrics.published
+        counts: dict[str, int] = {}
         perf_counter = time.perf_counter
+        started = perf_counter()
         for method, params in commands:
             if isinstance(params, ProtocolError):
                 replies.append({"error": {"code": params.code, "message": str(params)}})
                 continue
             if type(params) is PublishParams:
                 try:
-                    channel = params.channel
                     if (
                         who is None
-                        and channel
                         and not params.b64data
                         and not params.tags
                         and not params.idempotency_key
                         and not params.skip_history
                         and params.data != EMPTY
-                        and (ns := namespace_for(channel)) is not None
-                        and ns.name not in rule_namespaces
+                        and (target := plain(params.channel)) is not None
                     ):
-                        started = perf_counter()
-                        position, _ = engine_publish(channel, bytes(params.data), node.publish_options(ns))
-                        record(ns.name, perf_counter() - started)
-                        replies.append({"publish": _position(position.offset, position.epoch)})
+                        position, _ = engine_publish(params.channel, bytes(params.data), target[1])
+                        counts[target[0]] = counts.get(target[0], 0) + 1
+                        replies.append(
+                            {"publish": _position(position.offset, position.epoch)}
+                            if position.offset or position.epoch
+                            else _NO_POSITION
+                        )
                     else:
                         replies.append({"publish": self.publish_now(params, who)})
                     published += 1
@@ -431,11 +438,33 @@ class Executor:
                     log.exception("internal error in API method publish")
                     replies.append({"error": {"code": 100, "message": codes.ERROR_INTERNAL.message}})
                 continue
+            if counts:
+                metrics.published_together(counts, perf_counter() - started)
+                counts = {}
             reply = await self.call_safe(method, params, who)
             replies.append({method: reply["result"]} if "result" in reply else reply)
+            started = perf_counter()
+        if counts:
+            metrics.published_together(counts, perf_counter() - started)
         if published:
             metrics.api_request("publish", True, published)
         return replies
+
+    def _plain_target(self, channel: str) -> tuple[str, PublishOptions] | None:
+        """The namespace name and engine options of a channel whose publications by the server need no
+        check beyond its namespace (one without publish rules), or None: the channel then goes through
+        :meth:`publish_now`, which reports why it cannot be published. Remembered per channel, up to
+        ``_PLAIN_TARGETS`` channels at a time."""
+        target = self._plain_targets.get(channel)
+        if target is None and channel and channel not in self._plain_targets:
+            node = self.node
+            ns = node.namespace_for(channel)
+            if ns is not None and ns.name not in node.rules.namespaces:
+                target = (ns.name, node.publish_options(ns))
+            if len(self._plain_targets) >= _PLAIN_TARGETS:
+                self._plain_targets.clear()
+            self._plain_targets[channel] = target
+        return target
 
     async def _batch_pipelined(
         self, commands: list[tuple[str, Struct | ProtocolError]], who: ApiUser | None

@@ -19,6 +19,8 @@ from neoevents.engines.base import BrokerEventHandler, HistoryFilter, PublishOpt
 from neoevents.protocol.messages import ClientInfo, Publication
 
 _EPOCH_ALPHABET = string.ascii_letters + string.digits
+#: The position of a publication into a channel without history (frozen, so one object serves them all).
+_NO_POSITION = StreamPosition()
 
 
 def new_epoch() -> str:
@@ -80,15 +82,16 @@ class MemoryBroker:
 
     def publish_now(self, channel: str, data: bytes, options: PublishOptions) -> tuple[StreamPosition, bool]:
         """Synchronous publish (the memory engine never waits)."""
-        now = self._clock()
         key = (channel, options.idempotency_key) if options.idempotency_key else None
+        history = options.history_size > 0 and options.history_ttl > 0
+        now = self._clock() if key is not None or history else 0.0
         if key is not None:
             previous = self._results.get(key)
             if previous is not None and previous[1] > now:
                 return previous[0], True
         pub = Publication(data=msgspec.Raw(data), info=options.info, tags=options.tags)
-        position = StreamPosition()
-        if options.history_size > 0 and options.history_ttl > 0 and not options.skip_history:
+        position = _NO_POSITION
+        if history and not options.skip_history:
             stream = self._stream(channel, options.history_meta_ttl, create=True)
             assert stream is not None
             stream.offset += 1
@@ -101,7 +104,7 @@ class MemoryBroker:
                 stream.pubs.popleft()
             stream.expire_at = now + options.history_ttl
             position = StreamPosition(stream.offset, stream.epoch)
-        elif options.history_size > 0 and options.history_ttl > 0:
+        elif history:
             stream = self._stream(channel, options.history_meta_ttl, create=True)
             assert stream is not None
             position = StreamPosition(stream.offset, stream.epoch)

@@ -166,3 +166,34 @@ def test_a_publication_the_engine_fails_fails_alone(loop: Any) -> None:
     metrics = endpoint._executor.node.metrics
     assert metrics.registry.get_sample_value("api_requests_total", {"method": "publish", "result": "ok"}) == 2
     assert metrics.registry.get_sample_value("api_requests_total", {"method": "publish", "result": "error"}) == 2
+
+
+def test_batch_publications_around_other_commands_are_timed_and_counted(loop: Any) -> None:
+    endpoint = _endpoint(sync=True)
+    other = {"publish": {"channel": "system:alerts", "data": {}}}
+    status, body = _call(endpoint, [PUBLISH, other, {"info": {}}, PUBLISH, {"presence_stats": PUBLISH["publish"]}])
+    assert status == 200 and "info" in body["replies"][2] and "presence_stats" in body["replies"][4]
+    metrics = endpoint._executor.node.metrics
+    assert metrics.registry.get_sample_value("events_published_total", {"namespace": "tenant"}) == 2
+    assert metrics.registry.get_sample_value("events_published_total", {"namespace": "system"}) == 1
+    assert metrics.registry.get_sample_value("event_publish_duration_seconds_count", {}) == 3
+    assert (metrics.registry.get_sample_value("event_publish_duration_seconds_sum", {}) or 0) > 0
+    inf = metrics.registry.get_sample_value("event_publish_duration_seconds_bucket", {"le": "+Inf"})
+    assert inf == 3
+
+
+def test_channels_remembered_for_the_fast_path_are_bounded(loop: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("neoevents.api.executor._PLAIN_TARGETS", 3)
+    endpoint = _endpoint(sync=True)
+    executor = endpoint._executor
+    commands = [{"publish": {"channel": f"tenant:{i}:x", "data": {"i": i}}} for i in range(5)]
+    commands += [{"publish": {"channel": "nope:x", "data": {}}}, {"publish": {"channel": "", "data": {}}}]
+    for _ in range(3):
+        status, body = _call(endpoint, commands)
+        assert status == 200
+        assert [r.get("error", {}).get("code") for r in body["replies"]] == [None] * 5 + [102, 107]
+        assert all(r["publish"]["offset"] >= 1 for r in body["replies"][:5])
+        assert len(executor._plain_targets) <= 3
+    # Every publication reached the channel's history, whether its channel was remembered or not.
+    offsets = [r["publish"]["offset"] for r in body["replies"][:5]]
+    assert offsets == [3] * 5
