@@ -13,8 +13,7 @@ import heapq
 import logging
 import random
 import time
-import types
-from collections.abc import Callable, Coroutine, Generator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from msgspec import Raw
@@ -23,6 +22,7 @@ from neoevents.auth.rules import AccessRules, Identity
 from neoevents.auth.tokens import TokenVerifier
 from neoevents.cluster import Cluster
 from neoevents.config import Config, NamespaceOptions
+from neoevents.eager import run_eagerly
 from neoevents.engines.base import (
     Broker,
     HistoryFilter,
@@ -61,31 +61,6 @@ _ACTIONS = ("subscribe", "publish", "history", "presence")
 
 # Marks the place of possibly lost publications among those held for a joining subscriber.
 _GAP: tuple[Publication, StreamPosition] = (Publication(), StreamPosition())
-
-
-@types.coroutine
-def _continue(coro: Coroutine[Any, Any, Any], pending: Any) -> Generator[Any, Any, Any]:
-    """Drive ``coro``, suspended on ``pending`` (what it yielded), to its end: what the awaiting task
-    sends or throws in is passed on, as if the task had been running ``coro`` from the start."""
-    if pending is not None and hasattr(pending, "_asyncio_future_blocking"):
-        pending._asyncio_future_blocking = True  # what awaiting it had set: the task now waits for it
-    while True:
-        try:
-            value = yield pending
-        except BaseException as exc:
-            try:
-                pending = coro.throw(exc)
-            except StopIteration as stop:
-                return stop.value
-        else:
-            try:
-                pending = coro.send(value)
-            except StopIteration as stop:
-                return stop.value
-
-
-async def _resumed(coro: Coroutine[Any, Any, Any], pending: Any) -> Any:
-    return await _continue(coro, pending)
 
 
 class Subject(Protocol):
@@ -177,20 +152,8 @@ class Node:
     def run(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run ``coro`` now, up to its first suspension; if it suspends, it goes on as a task (as with
         :meth:`spawn`). A command that needs no I/O (the memory engine, tokens with keys in memory) is
-        then handled in the callback that received it: no task, no extra loop iteration. Until it
-        suspends the coroutine runs outside any task (:func:`asyncio.current_task` is None there)."""
-        try:
-            first = coro.send(None)
-        except (StopIteration, asyncio.CancelledError):
-            return
-        except Exception:
-            log.error("background task failed", exc_info=True)
-            return
-        if getattr(first, "_asyncio_future_blocking", False):
-            # Awaiting a future marks it as waited on until a task takes it over; until then other coroutines
-            # could not await the same future (a shared one: e.g. one Redis confirmation for many subscribers).
-            first._asyncio_future_blocking = False
-        self.spawn(_resumed(coro, first))
+        then handled in the callback that received it: no task, no extra loop iteration."""
+        run_eagerly(coro, self.spawn, log)
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)

@@ -222,13 +222,25 @@ class Executor:
         """``{"result": ...}`` or ``{"error": {...}}``; never raises."""
         try:
             return {"result": await self.call(method, params, who)}
-        except ProtocolError as exc:
+        except Exception as exc:
+            return self._error_reply(method, exc)
+
+    def publish_reply_now(self, p: PublishParams) -> dict[str, Any]:
+        """:meth:`call_safe` of the server's ``publish`` without a coroutine (``node.publishes_synchronously``)."""
+        try:
+            result = self.publish_now(p)
+        except Exception as exc:
+            return self._error_reply("publish", exc)
+        self.node.metrics.api_request("publish", True)
+        return {"result": result}
+
+    def _error_reply(self, method: str, exc: Exception) -> dict[str, Any]:
+        if isinstance(exc, ProtocolError):
             # Only known method names become label values: callers choose what they send.
             self.node.metrics.api_request(method if method in self._methods else "unknown", False)
             return {"error": {"code": exc.code, "message": str(exc)}}
-        except Exception:
-            log.exception("internal error in API method %s", method)
-            return {"error": {"code": 100, "message": codes.ERROR_INTERNAL.message}}
+        log.error("internal error in API method %s", method, exc_info=exc)
+        return {"error": {"code": 100, "message": codes.ERROR_INTERNAL.message}}
 
     # ---- methods -------------------------------------------------------------------------------
 

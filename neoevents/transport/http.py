@@ -1,7 +1,9 @@
 """HTTP/1.1 server protocol (httptools parser) serving the API, health, metrics and the WebSocket upgrade.
 
-One protocol instance per TCP connection. Requests on a keep-alive connection are answered in order:
-reading pauses while a request is handled. A WebSocket upgrade hands the parsed headers to
+One protocol instance per TCP connection. Requests on a keep-alive connection are answered in order, each
+where it was parsed unless its handler has to wait; the answers made in one loop iteration go out in one
+write. Reading pauses while the client does not read its answers or while ``MAX_PIPELINED`` of its requests
+wait for their turn. A WebSocket upgrade hands the parsed headers to
 :class:`~neoevents.transport.websocket.WebSocketConnection`, which answers the handshake and takes over the
 transport.
 """
@@ -10,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Coroutine
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from typing import Any
 
 import httptools
 
+from neoevents.eager import run_eagerly
 from neoevents.ratelimit import retry_after_header
 from neoevents.transport.flusher import Flusher
 from neoevents.transport.proxies import TrustedProxies
@@ -25,6 +29,7 @@ log = logging.getLogger("neoevents.http")
 
 MAX_HEAD = 65536
 MAX_BODY = 16 * 1024 * 1024
+MAX_PIPELINED = 64  # requests waiting for their turn on one connection before reading pauses
 LINGER = 2.0  # seconds a refused connection may keep sending (discarded) before it is dropped
 
 
@@ -55,7 +60,13 @@ Admit = Callable[[str], float | Awaitable[float]]
 _STATUS_LINES: dict[int, str] = {status.value: f"HTTP/1.1 {status.value} {status.phrase}" for status in HTTPStatus}
 
 
+_OK_JSON = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+
+
 def render_response(resp: HttpResponse, keep_alive: bool) -> bytes:
+    if resp.status == 200 and keep_alive and not resp.headers and resp.content_type == "application/json":
+        # The usual API answer, without building the head line by line.
+        return b"%s%d\r\n\r\n%s" % (_OK_JSON, len(resp.body), resp.body)
     lines = [_STATUS_LINES.get(resp.status) or f"HTTP/1.1 {resp.status} "]
     if resp.content_type:
         lines.append(f"Content-Type: {resp.content_type}")
@@ -82,6 +93,7 @@ class HttpProtocol(asyncio.Protocol):
         "_body_size",
         "_busy",
         "_closed",
+        "_completed",
         "_connections",
         "_flusher",
         "_handler",
@@ -89,12 +101,16 @@ class HttpProtocol(asyncio.Protocol):
         "_headers",
         "_in_head",
         "_keep_alive",
+        "_out",
         "_parser",
         "_proxies",
+        "_read_paused",
         "_remote",
         "_requests",
+        "_serving",
         "_upgrade",
         "_url",
+        "_write_paused",
         "_ws_paths",
         "transport",
     )
@@ -129,11 +145,16 @@ class HttpProtocol(asyncio.Protocol):
         self._body_size = 0
         self._requests: list[HttpRequest] = []
         self._busy = False
+        self._serving: asyncio.Task[None] | None = None  # the requests being answered, once they had to wait
         self._closed = False
         self._remote: str | None = None  # the peer's address, looked up when first needed
         self._in_head = True  # until the first request head is complete
+        self._completed = False  # a request ended in the chunk being parsed
         self._head_bytes = 0
         self._keep_alive: list[bool] = []
+        self._out: list[bytes] = []  # responses not yet written (see flush)
+        self._write_paused = False  # the transport's buffer is full: the client is not reading its answers
+        self._read_paused = False  # by _flow(): the client waits until it reads answers or they are made
 
     # ---- asyncio.Protocol ----------------------------------------------------------------------
 
@@ -152,6 +173,26 @@ class HttpProtocol(asyncio.Protocol):
             return self._proxies.client(self._remote, self._headers)
         return self._remote
 
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        self._flow()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._flow()
+
+    def _flow(self) -> None:
+        """Read only while the client reads its answers and few of its requests wait: a client that pipelines
+        without reading cannot make the server queue without bound."""
+        pause = self._write_paused or len(self._requests) >= MAX_PIPELINED
+        if pause == self._read_paused or self._parser is None or self._closed or self.transport is None:
+            return  # (an upgrade waiting for admission pauses reading on its own)
+        self._read_paused = pause
+        if pause:
+            self.transport.pause_reading()
+        else:
+            self.transport.resume_reading()
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         self._parser = None
@@ -161,6 +202,7 @@ class HttpProtocol(asyncio.Protocol):
         parser = self._parser
         if self._closed or parser is None:
             return  # refused (what still arrives is discarded), or handed over
+        self._completed = False
         try:
             parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -170,8 +212,13 @@ class HttpProtocol(asyncio.Protocol):
             self._fail(400)
         if self._in_head and not self._closed:
             # A head still incomplete after this chunk: bound it however it is split (the parser keeps
-            # partial header values in memory until they are complete).
-            self._head_bytes += len(data)
+            # partial header values in memory until they are complete). When a request ended in this chunk,
+            # the incomplete head began after it: its bytes here are not known, and counting begins with the
+            # next chunk (so a head may reach MAX_HEAD plus one read before it is refused).
+            if self._completed:
+                self._head_bytes = 0
+            else:
+                self._head_bytes += len(data)
             if self._head_bytes > MAX_HEAD:
                 self._fail(431)
 
@@ -205,6 +252,7 @@ class HttpProtocol(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        self._completed = True
         parser = self._parser
         assert parser is not None  # called by the parser
         if parser.should_upgrade():
@@ -220,9 +268,12 @@ class HttpProtocol(asyncio.Protocol):
         )
         self._requests.append(request)
         self._keep_alive.append(parser.should_keep_alive())
+        if len(self._requests) >= MAX_PIPELINED:
+            self._flow()
         if not self._busy:
             self._busy = True
-            asyncio.get_running_loop().create_task(self._serve())
+            # Answered right here unless the handler has to wait (then the rest runs as a task).
+            run_eagerly(self._serve(), self._spawn, log)
 
     # ---- dispatch ------------------------------------------------------------------------------
 
@@ -231,6 +282,8 @@ class HttpProtocol(asyncio.Protocol):
             while self._requests and not self._closed:
                 request = self._requests.pop(0)
                 keep_alive = self._keep_alive.pop(0)
+                if self._read_paused and not self._write_paused:
+                    self._flow()
                 try:
                     response = await self._handler(request)
                 except Exception:
@@ -238,12 +291,30 @@ class HttpProtocol(asyncio.Protocol):
                     response = HttpResponse(500, b'{"error":{"code":100,"message":"internal server error"}}')
                 if self.transport is None or self._closed:
                     return
-                self.transport.write(render_response(response, keep_alive))
+                # Responses to pipelined requests answered in the same loop iteration go out in one write.
+                out = self._out
+                out.append(render_response(response, keep_alive))
                 if not keep_alive:
+                    self.flush()
+                    self._closed = True  # what still arrives is discarded
                     self.transport.close()
                     return
+                if len(out) == 1:
+                    self._flusher.mark(self)
         finally:
             self._busy = False
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        self._serving = asyncio.get_running_loop().create_task(coro)
+
+    def flush(self) -> None:
+        """Write the responses made since the last flush (called by the flusher, or before closing)."""
+        out = self._out
+        if not out:
+            return
+        self._out = []
+        if self.transport is not None and not self._closed:
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def _on_upgrade(self, data: bytes, offset: int) -> None:
         assert self.transport is not None and self._parser is not None
@@ -288,6 +359,10 @@ class HttpProtocol(asyncio.Protocol):
 
     def _finish_upgrade(self, method: str, path: str, query: str, rest: bytes) -> None:
         assert self.transport is not None
+        self.flush()  # answers to requests before the upgrade go first
+        if self._read_paused:
+            self._read_paused = False
+            self.transport.resume_reading()
         self._connections.discard(self)
         self._parser = None  # the connection is the WebSocket's from here on
         conn = self._upgrade(self.transport, path)
@@ -296,6 +371,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def _fail(self, status: int, headers: dict[str, str] | None = None) -> None:
         if self.transport is not None and not self._closed:
+            self.flush()  # answers to the requests before this one go first
             self._closed = True
             body = HTTPStatus(status).phrase.encode() + b"\n"
             response = HttpResponse(status, body, "text/plain", headers or {})
@@ -314,4 +390,5 @@ class HttpProtocol(asyncio.Protocol):
     def shutdown(self) -> None:
         """Close an idle keep-alive connection; one serving a request closes when it is answered."""
         if self.transport is not None and not self._busy:
+            self.flush()
             self.transport.close()
