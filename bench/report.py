@@ -18,27 +18,36 @@ PEERS = ("socketio-node", "python-socketio", "python-socketio-redis", "django-ch
 # move while the server is being optimised). Keys are scenario names ("fanout", "channels", "idle", "storm",
 # "recovery", "api"); each non-empty entry is printed under the comparison with Centrifugo.
 BEHIND_NOTES: dict[str, str] = {
-    # Scenario -> why neoevents is behind Centrifugo there and what would close it. In the final run it is behind
-    # in no row of the comparison; the closest is the single-publication HTTP API (1.14x the rate).
+    # Scenario -> why neoevents is behind Centrifugo there and what would close it.
+    "recovery": (
+        "In this run Centrifugo reconnected 3,827 clients/s against neoevents' 3,458/s, while each reconnect cost "
+        "the two servers about the same CPU: 236 µs for Centrifugo and 230 µs for neoevents. This storm is still "
+        "driven by the Python workers, which record the subscription positions it needs, and they were at their "
+        "core's limit in both rows (1.01 and 0.93 of it): the rates measure the load generator more than the "
+        "servers. In the five full runs before this one neoevents' rate was 1.07-1.43x Centrifugo's, at 0.66-0.93x "
+        "its CPU per reconnect. What would close it: driving this storm with the compiled connect-storm client "
+        "too, so that the servers' cost sets the rate."
+    ),
 }
 
 # What stands between neoevents and the targets it does not meet in the final run, and what would close it.
 TARGET_NOTES = """\
-**Fan-out p99 ≤ 100 ms at 10,000 subscribers x 10/s: not met in this run.** 264 ms at 9.3 µs of server CPU per
-delivery. neoevents is the only target that kept up with the rate in this row: Centrifugo 1,490 ms, nats-server
-921 ms, and the protocol-less floors 1,026-1,195 ms, all of them at 10.1-12.2 µs per delivery and short of the
-100,000 deliveries/s. The same fan-out path measured 98.9, 136 and 110.7 ms in the three full runs before this
-one (`run-20261129T201825.json`, `run-20261129T210225.json`, `run-20261129T222309.json`), at 8.1, 8.35 and 8.1
-µs per delivery.
+**Fan-out p99 ≤ 100 ms at 10,000 subscribers x 10/s: not met in this run.** 218 ms at 9.3 µs of server CPU per
+delivery. Only neoevents and nats-server (686 ms at 9.9 µs) kept up with the rate in this row; Centrifugo (1,500
+ms) and all four protocol-less floors (1,125-1,348 ms, 10.5-12.2 µs per delivery) fell short of the 100,000
+deliveries/s. In the run before this one (`run-20261130T003651.json`, same revision) neoevents measured 234 ms
+at 9.6 µs, and the picows floor 197 ms at 9.7 µs. The same fan-out path measured 98.9, 136, 110.7 and 264 ms in
+the four full runs before that, at 8.1, 8.35, 8.1 and 9.3 µs per delivery: these two runs met the slower
+machine.
 
 The row is bound by one write system call per subscriber per publication. A profile of the server in this row
 puts 80% of its CPU in those writes; inside them, about 35% of its CPU is the receivers' TCP processing, which
 loopback runs in the sender's system call. At 100,000 deliveries/s a cost of 8.1 µs keeps the server's core 82%
 busy, and 9.3 µs keeps it 93% busy. The p99 follows how close to saturation that is: the queue that forms behind
 each burst of 10,000 writes whenever something else takes the core. The compiled floor (`floor-go`: one
-goroutine, one write per subscriber, nothing else) confirms it. It cost 8.55 µs per delivery in the run before
-this one (p99 499 ms) and 12.2 µs in this one, where it did not keep up. Node's `ws` floor once got under the
-target: 90 ms at 7.6 µs in the run before, 1,026 ms at 10.2 µs in this one.
+goroutine, one write per subscriber, nothing else) confirms it: 12.2 and 13.6 µs per delivery in these two runs,
+short of the rate in both. Socket options (Nagle on, a fixed 64 KiB send buffer) do not change the cost of such
+a write.
 
 neoevents' own Python work is about 0.75 µs per delivery (in-process: 0.18 µs to queue the channel batch, 0.32
 µs to flush it, about 0.25 µs in uvloop's write). Removing all of it would not give a margin on the slower days
@@ -47,24 +56,30 @@ processes sharing the Redis engine, on a machine with cores to spare. On this on
 row's kernel work. Steering the receive processing to the load generator's core (RPS) overloaded that core
 instead (p99 826 ms in a check).
 
-**Connect + subscribe ≥ 5,000/s: not met in this run.** 4,441/s at 212 µs of server CPU per connection, 1.59x
-Centrifugo's rate (2,788/s at 347 µs); nats-server 3,241/s. The floors: picows 5,527/s at 179 µs, Node's `ws`
-4,797/s at 201 µs, and the compiled floor 8,871/s at 83 µs. The connect path has not changed since the runs that
-measured 4,692, 4,918 and 5,106/s; the four runs since then measured 3,640, 4,563, 4,288 and 4,441/s (Centrifugo
-3,576, 3,515, 2,980 and 2,788/s).
+**Connect + subscribe ≥ 5,000/s: not met in this run.** 3,152/s at 292 µs of server CPU per connection, 1.12x
+Centrifugo's rate (2,819/s at 334 µs); nats-server 2,868/s. The floors: picows 4,023/s at 238 µs, Node's `ws`
+4,015/s at 243 µs, and the compiled floor 7,314/s at 102 µs. The run before this one measured 4,028/s at 235 µs
+(Centrifugo 3,254/s at 296 µs). The connect path is essentially unchanged since the runs that measured 4,692,
+4,918 and 5,106/s; the six runs since then measured 3,640, 4,563, 4,288, 4,441, 4,028 and 3,152/s, while
+Centrifugo's cost per connection ranged from 276 to 347 µs.
 
 The compiled floor puts the kernel's share of a connection here (accept, reads, epoll, two writes with their
-loopback receive paths) at most 83 µs. That leaves at least about 130 µs of neoevents' 212 µs as its own user-
-space work. In-process that work measures about 110 µs, with a flat profile: the HTTP head and upgrade about 30%
-of it, HS256 verification and the claims about 20%, and the rest spread over the connect and subscribe commands
-and their replies. A margin needs a quarter of that work gone: the HTTP head and handshake in compiled code, or
-a lighter session object. Tried earlier and not kept: compiling the hot modules with mypyc (no measurable gain),
+loopback receive paths) at about 100 µs on this day's machine. A `perf` profile of neoevents in the storm gives
+the kernel about 30% of its CPU, the interpreter and the C libraries it calls the rest. In-process that work
+measures 98-140 µs depending on the hour, with a flat profile: the HTTP head and upgrade about 30% of it, HS256
+verification and the claims about 15-20%, and the rest spread over the connect and subscribe commands and their
+replies. A margin needs a quarter of that work gone: the HTTP head and handshake in compiled code, or a lighter
+session object. Tried earlier and not kept: compiling the hot modules with mypyc (no measurable gain),
 TCP_DEFER_ACCEPT (no fewer loop iterations), libuv without io_uring.
 
-**HTTP API batch ≥ 200,000 publications/s: not met in this run.** 165,000/s at 5.9 µs per publication, 1.56x
-Centrifugo (106,000/s at 9.4 µs). The same code measured 235,109/s (4.18 µs) and 208,995/s (4.67 µs) in the two
-runs before, and 207,490/s in a check between them. Centrifugo's own cost per batched publication was 7.8, 9.7
-and 9.4 µs in those three runs. This row ran at the end, on the slower machine of this day.
+**Redis engine, many channels: CPU per delivery ≤ 1.3x the memory engine's: not met in this run.** 21.7 µs
+against 14.3 µs (1.52x). Here every publication has one subscriber, so nothing amortises the Redis engine's work
+per publication: the PUBLISH in redis-server (whose CPU is counted with the server's), the pub/sub message the
+subscribing node parses, and the batch's round trip on the publishing node. The ratio swings with the memory
+engine's row, whose cost in the max-rate phase is bimodal across runs: 15.8, 15.6, 21.9, 22.0 and 14.3 µs in the
+last five full runs, against 19.6, 17.8, 18.2, 19.3 and 21.7 µs with Redis (ratios 1.24, 1.14, 0.83, 0.88 and
+1.52). What would close it: fewer Redis messages per publication when a batch goes to many channels, e.g. one
+message per receiving node carrying that batch's publications.
 """
 
 Row = dict[str, Any]
@@ -80,6 +95,8 @@ BEFORE_RUNS = (
     REPO / "bench" / "results" / "run-20261129T184851.json",
     REPO / "bench" / "results" / "run-20261129T210225.json",
     REPO / "bench" / "results" / "run-20261129T222309.json",
+    REPO / "bench" / "results" / "run-20261129T230301.json",
+    REPO / "bench" / "results" / "run-20261130T003651.json",
 )
 _CHANGES_1 = """\
 - **WebSocket fast path**: complete, final, masked data frames are unmasked (the `websockets` C helper) and
@@ -169,7 +186,33 @@ _CHANGES_8 = """\
   spread. Both runs met a slower machine than the run before them: Centrifugo's own cost was 328 and 347 µs
   per connection against 276 µs, and 9.7 and 9.4 µs per batched publication against 7.8 µs.
 """
-CHANGES = (_CHANGES_1, _CHANGES_2, _CHANGES_3, _CHANGES_4, _CHANGES_5, _CHANGES_6, _CHANGES_7, _CHANGES_8)
+_CHANGES_9 = """\
+- **HTTP API batch**: a publication by the server into a namespace without publish rules finds its namespace and
+  engine options in a per-channel table (up to 4,096 channels) instead of resolving them each time, and each run
+  of such publications is counted and timed once instead of per publication; the memory engine reads its clock
+  only for history or idempotency. In-process, the Python cost per batched publication about halved (5.0 -> 2.5
+  µs, interleaved checks).
+- **HTTP**: requests are answered in the callback that parsed them (a task only when the handler has to wait),
+  the answers made in one loop iteration leave in one write (pipelined requests used to get a write each), and a
+  single publication into the memory engine skips the coroutine layers. Pipelined requests arriving in one
+  large read no longer get 431 (the head-size bound counted the whole read).
+"""
+_CHANGES_10 = """\
+- None: the same revision, run again; the difference between these two columns is this machine's run-to-run
+  spread.
+"""
+CHANGES = (
+    _CHANGES_1,
+    _CHANGES_2,
+    _CHANGES_3,
+    _CHANGES_4,
+    _CHANGES_5,
+    _CHANGES_6,
+    _CHANGES_7,
+    _CHANGES_8,
+    _CHANGES_9,
+    _CHANGES_10,
+)
 
 
 def _fmt(value: Any, digits: int = 1) -> str:
