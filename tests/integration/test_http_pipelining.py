@@ -12,6 +12,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from tests.support.redisserver import RedisServer
 from tests.support.servers import HOST, RunningServer, ServerOptions
 
 pytestmark = pytest.mark.asyncio
@@ -91,3 +92,24 @@ async def test_a_client_that_does_not_read_its_answers_is_paused_and_loses_nothi
     writer.close()
     offsets = [json.loads(body)["result"]["offset"] for _, body in answers]
     assert offsets == list(range(1, count + 1))
+
+
+async def test_pipelined_requests_whose_handlers_wait_are_answered_in_order(
+    redis_server: RedisServer, server_factory: Callable[..., RunningServer]
+) -> None:
+    # On the Redis engine every publication waits for Redis: the requests queue behind it (reading pauses at
+    # MAX_PIPELINED of them) and are answered by a task, still one after another.
+    options = ServerOptions(
+        namespaces=OPTIONS.namespaces,
+        extra={"engine": "redis", "redis_address": [redis_server.address], "redis_prefix": "pipelining"},
+    )
+    server = server_factory("neoevents", options)
+    reader, writer = await asyncio.open_connection(HOST, server.port)
+    requests = [_publish(server, n) for n in range(5000)]  # about 1 MB: many reads, paused and resumed
+    requests.insert(250, _request(server, "/api/publish", b"{not json"))
+    writer.write(b"".join(requests))
+    answers = await asyncio.wait_for(_read_responses(reader, len(requests)), 30)
+    writer.close()
+    assert answers[250][0] == 400
+    offsets = [json.loads(body)["result"]["offset"] for status, body in answers if status == 200]
+    assert offsets == list(range(1, 5001))
