@@ -60,14 +60,26 @@ class Metrics:
     def published_together(self, counts: dict[str, int], seconds: float) -> None:
         """Publications made one after another in ``seconds`` (a run of an API batch), counted per namespace;
         each goes into the duration histogram with their average duration."""
+        total = self._count_published(counts)
+        if total:
+            self.publish_buckets[bisect_left(PUBLISH_BUCKETS, seconds / total)] += total
+            self.publish_seconds += seconds
+
+    def published_concurrently(self, counts: dict[str, int], seconds: float) -> None:
+        """Publications issued together that all completed in ``seconds`` (a batch pipelined to the engine),
+        counted per namespace; each goes into the duration histogram with that duration."""
+        total = self._count_published(counts)
+        if total:
+            self.publish_buckets[bisect_left(PUBLISH_BUCKETS, seconds)] += total
+            self.publish_seconds += seconds * total
+
+    def _count_published(self, counts: dict[str, int]) -> int:
         total = 0
         by_ns = self.published_by_namespace
         for ns, n in counts.items():
             by_ns[ns] = by_ns.get(ns, 0) + n
             total += n
-        if total:
-            self.publish_buckets[bisect_left(PUBLISH_BUCKETS, seconds / total)] += total
-            self.publish_seconds += seconds
+        return total
 
     def delivered(self, count: int) -> None:
         self.delivered_total += count

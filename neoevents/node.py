@@ -581,9 +581,12 @@ class Node:
         started = time.perf_counter()
         results.extend(await publish_many([(channel, data, options) for channel, data, _, options in items]))
         elapsed = time.perf_counter() - started
+        counts: dict[str, int] = {}
         for item, result in zip(items, results, strict=True):
             if type(result) is tuple:
-                published(item[2].name, elapsed)
+                name = item[2].name
+                counts[name] = counts.get(name, 0) + 1
+        self.metrics.published_concurrently(counts, elapsed)
         return results
 
     async def history(

@@ -132,8 +132,6 @@ def _error(exc: ProtocolError) -> dict[str, Any]:
     return {"error": {"code": exc.code, "message": str(exc)}}
 
 
-#: How many channels :meth:`Executor._plain_target` remembers before it starts over.
-_PLAIN_TARGETS: Final = 4096
 #: The reply to a publication without a stream position (never changed: replies only get encoded).
 _NO_POSITION: Final[dict[str, Any]] = {"publish": {}}
 
@@ -174,7 +172,8 @@ class Executor:
 
     def __init__(self, node: Node) -> None:
         self.node = node
-        self._plain_targets: dict[str, tuple[str, PublishOptions] | None] = {}
+        # Per namespace name: (its options, the plain target or None), see _plain_target.
+        self._plain_targets: dict[str, tuple[NamespaceOptions, tuple[NamespaceOptions, PublishOptions] | None]] = {}
         self._methods: dict[str, tuple[type[Struct], Method]] = {
             "publish": (PublishParams, self.publish),
             "broadcast": (BroadcastParams, self.broadcast),
@@ -434,7 +433,8 @@ class Executor:
                         and (target := plain(params.channel)) is not None
                     ):
                         position, _ = engine_publish(params.channel, bytes(params.data), target[1])
-                        counts[target[0]] = counts.get(target[0], 0) + 1
+                        name = target[0].name
+                        counts[name] = counts.get(name, 0) + 1
                         replies.append(
                             {"publish": _position(position.offset, position.epoch)}
                             if position.offset or position.epoch
@@ -462,21 +462,21 @@ class Executor:
             metrics.api_request("publish", True, published)
         return replies
 
-    def _plain_target(self, channel: str) -> tuple[str, PublishOptions] | None:
-        """The namespace name and engine options of a channel whose publications by the server need no
-        check beyond its namespace (one without publish rules), or None: the channel then goes through
-        :meth:`publish_now`, which reports why it cannot be published. Remembered per channel, up to
-        ``_PLAIN_TARGETS`` channels at a time."""
-        target = self._plain_targets.get(channel)
-        if target is None and channel and channel not in self._plain_targets:
-            node = self.node
-            ns = node.namespace_for(channel)
-            if ns is not None and ns.name not in node.rules.namespaces:
-                target = (ns.name, node.publish_options(ns))
-            if len(self._plain_targets) >= _PLAIN_TARGETS:
-                self._plain_targets.clear()
-            self._plain_targets[channel] = target
-        return target
+    def _plain_target(self, channel: str) -> tuple[NamespaceOptions, PublishOptions] | None:
+        """The namespace and engine options of a channel whose publications by the server need no check beyond
+        its namespace (a known one without publish rules), or None: the publication then takes the full path,
+        which reports why it cannot be published. Remembered per namespace, so any number of channels hit."""
+        if not channel:
+            return None
+        node = self.node
+        ns = node.namespace_for(channel)
+        if ns is None:
+            return None
+        entry = self._plain_targets.get(ns.name)
+        if entry is None or entry[0] is not ns:
+            target = None if ns.name in node.rules.namespaces else (ns, node.publish_options(ns))
+            entry = self._plain_targets[ns.name] = (ns, target)
+        return entry[1]
 
     async def _batch_pipelined(
         self, commands: list[tuple[str, Struct | ProtocolError]], who: ApiUser | None
@@ -508,7 +508,21 @@ class Executor:
         :meth:`call_safe` answers for it on its own."""
         metrics = self.node.metrics
         prepared: list[_Prepared] = []
+        plain = self._plain_target
         for _, p in commands:
+            if (
+                who is None
+                and type(p) is PublishParams
+                and not p.b64data
+                and not p.tags
+                and not p.idempotency_key
+                and not p.skip_history
+                and p.data != EMPTY
+                and (target := plain(p.channel)) is not None
+            ):
+                # The common publication (see batch()): no check or options to work out beyond its namespace.
+                prepared.append((p.channel, bytes(p.data), target[0], target[1]))
+                continue
             if not isinstance(p, PublishParams):
                 prepared.append(p if isinstance(p, ProtocolError) else _bad_request())
                 continue
@@ -538,8 +552,12 @@ class Executor:
             else:
                 published += 1
                 position = result[0]
-                skip = isinstance(p, PublishParams) and p.skip_history
-                replies.append({"publish": {} if skip else _position(position.offset, position.epoch)})
+                if isinstance(p, PublishParams) and p.skip_history:
+                    replies.append({"publish": {}})
+                elif position.offset or position.epoch:
+                    replies.append({"publish": _position(position.offset, position.epoch)})
+                else:
+                    replies.append(_NO_POSITION)
         if published:
             metrics.api_request("publish", True, published)
         return replies

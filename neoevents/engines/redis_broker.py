@@ -163,14 +163,22 @@ class RedisBroker:
     ) -> tuple[bytes, _ScriptCall | None, bytes, bytes]:
         """One publication's command: (encoded command, its script call or None for a plain ``PUBLISH``,
         epoch offered to the script, publication)."""
-        payload = encode_publication(data, options.info, options.tags)
+        size = len(data)
+        if options.info is None and not options.tags and 0 < size < 0x4000:
+            # encode_publication's output for data alone (a one- or two-byte length), without its calls
+            payload = (
+                b"\x22%c%b" % (size, data) if size < 0x80 else b"\x22%c%c%b" % (size & 0x7F | 0x80, size >> 7, data)
+            )
+        else:
+            payload = encode_publication(data, options.info, options.tags)
         key = options.idempotency_key
         if not key and (options.history_size <= 0 or options.history_ttl <= 0):
             head = self._publish_heads.get(channel)
             if head is None:
                 if len(self._publish_heads) >= CACHE_SIZE:
                     self._publish_heads.clear()
-                head = self._publish_heads[channel] = pack_head(3, ("PUBLISH", self._client_prefix + channel))
+                name = (self._client_prefix + channel).encode()
+                head = self._publish_heads[channel] = b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%b\r\n" % (len(name), name)
             return b"%b$%d\r\n%b\r\n" % (head, len(payload), payload), None, b"", payload
         history = options.history_size > 0 and options.history_ttl > 0
         plan = (

@@ -182,18 +182,22 @@ def test_batch_publications_around_other_commands_are_timed_and_counted(loop: An
     assert inf == 3
 
 
-def test_channels_remembered_for_the_fast_path_are_bounded(loop: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("neoevents.api.executor._PLAIN_TARGETS", 3)
-    endpoint = _endpoint(sync=True)
+@pytest.mark.parametrize("sync", [True, False])
+def test_the_fast_path_remembers_namespaces_not_channels(loop: Any, sync: bool) -> None:
+    endpoint = _endpoint(sync=sync, broker=None if sync else _BatchingBroker(frozenset()))
     executor = endpoint._executor
-    commands = [{"publish": {"channel": f"tenant:{i}:x", "data": {"i": i}}} for i in range(5)]
+    commands = [{"publish": {"channel": f"tenant:{i}:x", "data": {"i": i}}} for i in range(50)]
     commands += [{"publish": {"channel": "nope:x", "data": {}}}, {"publish": {"channel": "", "data": {}}}]
     for _ in range(3):
         status, body = _call(endpoint, commands)
         assert status == 200
-        assert [r.get("error", {}).get("code") for r in body["replies"]] == [None] * 5 + [102, 107]
-        assert all(r["publish"]["offset"] >= 1 for r in body["replies"][:5])
-        assert len(executor._plain_targets) <= 3
-    # Every publication reached the channel's history, whether its channel was remembered or not.
-    offsets = [r["publish"]["offset"] for r in body["replies"][:5]]
-    assert offsets == [3] * 5
+        assert [r.get("error", {}).get("code") for r in body["replies"]] == [None] * 50 + [102, 107]
+        assert all(r["publish"]["offset"] >= 1 for r in body["replies"][:50])
+    # One entry for fifty channels: what is remembered does not grow with the channels published to.
+    assert set(executor._plain_targets) == {"tenant"}
+    # Every publication reached the channel's history.
+    offsets = [r["publish"]["offset"] for r in body["replies"][:50]]
+    assert offsets == [3] * 50
+    metrics = executor.node.metrics
+    assert metrics.registry.get_sample_value("events_published_total", {"namespace": "tenant"}) == 150
+    assert metrics.registry.get_sample_value("event_publish_duration_seconds_count", {}) == 150
