@@ -21,11 +21,11 @@ arrive as ``42["pub",{...}]``) and ``raw`` (subscribed once the upgrade succeede
 The coordinator talks to workers over a pipe (:class:`WorkerPool`) and reads their running delivery totals
 from a shared array without asking.
 
-The connect storm does not use these workers: it is driven by the compiled client of :mod:`bench.stormgen`
+The connect storms do not use these workers: they are driven by the compiled client of :mod:`bench.stormgen`
 (``bench/stormgen/main.go``), which takes the upgrade requests and set-up bytes built here
 (:func:`_setup_bytes`, :func:`_tokens`) and completes the set-up the way :class:`Subscriber` does. A change to
-a protocol's set-up belongs in both. The reconnect-with-recovery storm stays here: it needs the subscription
-positions the workers record.
+a protocol's set-up belongs in both. For the reconnect-with-recovery storm, the first connections are opened
+here and record their subscription positions, which :meth:`WorkerPool.positions` hands to that client.
 """
 
 from __future__ import annotations
@@ -482,6 +482,9 @@ class _WorkerLoop:
             "recovered_publications": w.recovered_publications,
         }
 
+    async def op_positions(self) -> dict[str, Any]:
+        return {"positions": self.w.positions}
+
     async def op_close(self) -> dict[str, Any]:
         receiver, self.w.receiver = self.w.receiver, None
         if receiver is not None:
@@ -626,6 +629,13 @@ class WorkerPool:
             "recovered_publications": sum(r["recovered_publications"] for r in results),
             "latencies": lat,
         }
+
+    async def positions(self) -> dict[int, tuple[str, int]]:
+        """The subscription positions recorded by every worker: connection index -> (epoch, offset)."""
+        merged: dict[int, tuple[str, int]] = {}
+        for r in await self.call_all("positions"):
+            merged.update(r["positions"])
+        return merged
 
     async def close_connections(self) -> None:
         await self.call_all("close")

@@ -441,8 +441,9 @@ floor (`bench/floors/gofloor/`), all Go standard library only, are built with `g
   The connect storm is driven by a compiled client instead (`bench/stormgen/`, Go standard library only,
   GOMAXPROCS=1 on the load generator's core), so that the client's cost per connection does not bound the
   rate: it sends the same upgrade requests and set-up bytes, built by the Python side, and completes each
-  set-up the same way (pings answered, close frames and error replies counted as failures). The reconnect
-  with recovery storm stays on the Python workers, which record the subscription positions it needs.
+  set-up the same way (pings answered, close frames and error replies counted as failures). It drives the
+  reconnect-with-recovery storm too, with the subscription positions the Python workers recorded when the
+  clients first connected, and counts the subscriptions recovered and the publications returned.
 - **Publishing.** neoevents and Centrifugo: the HTTP server API (`/api/publish`, or `/api/batch` with 100
   publications per request) over keep-alive connections with pipelined, concurrent requests. nats-server:
   `PUB` on its client port. Floors: frames on a `/pub` WebSocket. Peers: a `/pub` WebSocket on the peer's
@@ -1113,8 +1114,9 @@ def render(result: dict[str, Any], source: Path, charts: dict[str, str]) -> str:
             "and forced recovery (`recover:<i>`) all drop their connections; while they are away every channel "
             "gets the same number of publications; then they all reconnect at once, each with a fresh JWT and a "
             "`subscribe` with `recover: true` and the epoch and offset of its earlier subscription, and are "
-            "counted when the subscribe reply with the recovered publications arrives. neoevents and Centrifugo "
-            "only (the other targets have no history).\n\n"
+            "counted when the subscribe reply with the recovered publications arrives. The reconnects come from "
+            "the connect-storm client (`bench/stormgen/`). neoevents and Centrifugo only (the other targets have "
+            "no history).\n\n"
             + _table(["target", "clients", "missed each", "reconnects/s", "CPU µs per reconnect",
                       "publications recovered / expected", "server CPU", "other load", "client CPU"], lines)
             + "\n"

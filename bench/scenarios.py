@@ -595,27 +595,35 @@ async def recovery(ctx: Context, target: RunningTarget, n: int) -> list[Row]:
     if publish_errors:
         raise RuntimeError(f"{publish_errors} errors publishing the missed publications: {first_error}")
     await asyncio.sleep(1.0)  # disconnects and publications handled before the measured storm
-    await ctx.pool.prepare(replace(spec, recover=True))
-    opened, timed = await _timed_open(ctx, target)
-    collected = await ctx.pool.collect()
+    # The reconnects come from the compiled client, as in the connect storm, so that the server sets the rate.
+    client = StormClient(ctx.client_cpus or None)
+    try:
+        await client.prepare(
+            replace(spec, recover=True, concurrency=sizes.storm_concurrency * ctx.pool.size),
+            await ctx.pool.positions(),
+        )
+        await asyncio.sleep(0.5)
+        opened, timed = await _timed_open(ctx, target, client)
+    finally:
+        await client.close()
     ok = opened["ok"]
     m = {
         "connections": n,
         "missed_per_client": missed,
         "reconnects_per_s": round(timed.pop("_rate"), 1),
         "cpu_us_per_reconnect": timed.pop("_cpu_us_each"),
-        "recovered": collected["recovered"],
-        "recovered_publications": collected["recovered_publications"],
+        "recovered": opened["recovered"],
+        "recovered_publications": opened["recovered_publications"],
         "expected_publications": ok * missed,
         **timed,
     }
     notes = []
     if opened["failed"]:
         notes.append(f"{opened['failed']} failed: {opened['errors']}")
-    if collected["recovered"] != ok or collected["recovered_publications"] != ok * missed:
+    if opened["recovered"] != ok or opened["recovered_publications"] != ok * missed:
         notes.append(
-            f"{collected['recovered']} of {ok} subscriptions recovered, "
-            f"{collected['recovered_publications']} of {ok * missed} publications returned"
+            f"{opened['recovered']} of {ok} subscriptions recovered, "
+            f"{opened['recovered_publications']} of {ok * missed} publications returned"
         )
     ctx.log(
         f"    {m['reconnects_per_s']} reconnects/s, {m['cpu_us_per_reconnect']} µs CPU each, "

@@ -7,8 +7,9 @@ core on each, most of it in the interpreter. This client takes the same input th
 connection the HTTP upgrade request and the set-up bytes (:func:`bench.loadgen._setup_bytes`, with the
 tokens of :func:`bench.loadgen._tokens`) — and completes each set-up the way :class:`bench.loadgen.Subscriber`
 does: TCP connect from one of the source addresses, upgrade, then the target's protocol, answering pings and
-failing on close frames and error replies. The reconnect-with-recovery storm stays on the Python workers,
-which record the subscription positions it needs.
+failing on close frames and error replies. For the reconnect-with-recovery storm it subscribes with the
+positions the Python workers recorded on the first connection (:meth:`bench.loadgen.WorkerPool.positions`) and
+counts the subscriptions recovered and the publications they returned.
 
 The binary is built with ``go build`` into a cache directory outside the repository
 (``~/.cache/neoevents/bench/stormgen``, or under ``$XDG_CACHE_HOME``), once per version of its sources, and
@@ -39,11 +40,12 @@ def binary() -> Path:
     return build(SOURCE, "the connect-storm client")
 
 
-def encode(spec: ConnSpec) -> bytes:
+def encode(spec: ConnSpec, positions: dict[int, tuple[str, int]] | None = None) -> bytes:
     """The client's input for ``spec``: a JSON header line, then per connection its source address index and
-    the lengths of its upgrade request and set-up bytes (``!BII``), followed by those bytes."""
-    if spec.recover:
-        raise ValueError("the connect-storm client does not recover subscriptions (the Python workers do)")
+    the lengths of its upgrade request and set-up bytes (``!BII``), followed by those bytes. A ``spec`` that
+    recovers needs ``positions``: connection index -> (epoch, offset) to recover from."""
+    if spec.recover and (spec.proto != "centrifugo" or positions is None):
+        raise ValueError("recovery needs the Centrifugo protocol and the recorded positions")
     sources = list(spec.sources)
     if not 0 < len(sources) < 256:
         raise ValueError(f"{len(sources)} source addresses")
@@ -54,12 +56,13 @@ def encode(spec: ConnSpec) -> bytes:
         "concurrency": spec.concurrency,
         "timeout": spec.timeout,
         "sources": sources,
+        "recover": spec.recover,
     }
     parts = [json.dumps(header).encode() + b"\n"]
     tokens = _tokens(spec)
     for k, i in enumerate(range(spec.first, spec.first + spec.count)):
         channel = spec.channel.format(i=i)
-        setup = _setup_bytes(spec, i, tokens[k], channel, None)
+        setup = _setup_bytes(spec, i, tokens[k], channel, positions.get(i) if positions is not None else None)
         request = wire.upgrade_request(spec.host, spec.port, spec.path.format(channel=channel))
         parts.append(struct.pack("!BII", i % len(sources), len(request), len(setup)) + request + setup)
     return b"".join(parts)
@@ -77,11 +80,11 @@ class StormClient:
     def pids(self) -> list[int]:
         return [self.proc.pid] if self.proc is not None else []
 
-    async def prepare(self, spec: ConnSpec) -> None:
+    async def prepare(self, spec: ConnSpec, positions: dict[int, tuple[str, int]] | None = None) -> None:
         if self.proc is not None:
             raise RuntimeError("the connect-storm client is already running")
         exe = await asyncio.to_thread(binary)
-        data = await asyncio.to_thread(encode, spec)
+        data = await asyncio.to_thread(encode, spec, positions)
         fd, name = tempfile.mkstemp(prefix="stormgen-", suffix=".bin")
         try:
             with os.fdopen(fd, "wb") as f:
@@ -103,7 +106,8 @@ class StormClient:
             raise RuntimeError(f"connect-storm client: {ready}")
 
     async def open(self) -> dict[str, Any]:
-        """Open every prepared connection: ``{"ok", "failed", "errors", "elapsed"}`` like the worker pool's."""
+        """Open every prepared connection: ``{"ok", "failed", "errors", "elapsed"}`` like the worker pool's, and
+        ``{"recovered", "recovered_publications"}``."""
         return await self._command("open")
 
     async def close(self) -> dict[str, Any]:

@@ -7,7 +7,7 @@
 // FILE (written by bench/stormgen.py) describes the connections: one JSON header line
 //
 //	{"proto": "centrifugo" | "nats" | "engineio" | "raw", "host": "127.0.0.1", "port": 8000,
-//	 "concurrency": 256, "timeout": 20, "sources": ["127.0.0.2", ...]}
+//	 "concurrency": 256, "timeout": 20, "sources": ["127.0.0.2", ...], "recover": false}
 //
 // then one record per connection: the index of its source address (1 byte), the length of its HTTP upgrade
 // request and the length of its set-up bytes (4 bytes each, big-endian), then the request and the set-up
@@ -17,9 +17,13 @@
 // Commands arrive on standard input, one a line; each is answered by one JSON line on standard output:
 //
 //	(at start)  {"ready": N}
-//	open        {"ok": N, "failed": N, "errors": [up to 5 distinct], "elapsed": seconds}
+//	open        {"ok": N, "failed": N, "errors": [up to 5 distinct], "elapsed": seconds,
+//	             "recovered": N, "recovered_publications": N}
 //	close       {"closed": N, "lost": N}, then the program exits (it also closes everything and exits at
 //	            the end of its input)
+//
+// With "recover" (Centrifugo JSON, whose set-up bytes then subscribe with recover, epoch and offset), the
+// subscribe replies that say "recovered": true are counted, with the publications they carry.
 //
 // It is meant to run with GOMAXPROCS=1 on the load generator's core: a fixed set of runner goroutines open
 // the connections one after another, and each open connection then has one goroutine, parked in the
@@ -68,6 +72,7 @@ type header struct {
 	Concurrency int      `json:"concurrency"`
 	Timeout     float64  `json:"timeout"` // seconds for the whole set-up of one connection
 	Sources     []string `json:"sources"`
+	Recover     bool     `json:"recover"` // centrifugo: the subscribes recover; their replies are counted
 }
 
 // spec is one connection to open.
@@ -90,6 +95,9 @@ type client struct {
 	failed  atomic.Int64
 	lost    atomic.Int64 // connections the server closed after their set-up
 	closing atomic.Bool
+
+	recovered     atomic.Int64 // subscribe replies with "recovered": true
+	recoveredPubs atomic.Int64 // publications those replies carried
 
 	mu      sync.Mutex
 	conns   []*net.TCPConn
@@ -166,10 +174,12 @@ func control(_, _ string, rc syscall.RawConn) error {
 }
 
 type openResult struct {
-	OK      int64    `json:"ok"`
-	Failed  int64    `json:"failed"`
-	Errors  []string `json:"errors"`
-	Elapsed float64  `json:"elapsed"`
+	OK                    int64    `json:"ok"`
+	Failed                int64    `json:"failed"`
+	Errors                []string `json:"errors"`
+	Elapsed               float64  `json:"elapsed"`
+	Recovered             int64    `json:"recovered"`
+	RecoveredPublications int64    `json:"recovered_publications"`
 }
 
 // openAll opens every connection, at most Concurrency at a time, and returns once each is set up or failed.
@@ -199,7 +209,10 @@ func (cl *client) openAll() openResult {
 	}
 	cl.mu.Unlock()
 	sort.Strings(errs)
-	return openResult{cl.ok.Load(), cl.failed.Load(), errs[:min(len(errs), maxErrors)], elapsed}
+	return openResult{
+		cl.ok.Load(), cl.failed.Load(), errs[:min(len(errs), maxErrors)], elapsed,
+		cl.recovered.Load(), cl.recoveredPubs.Load(),
+	}
 }
 
 func (cl *client) openOne(sp *spec) {
@@ -323,8 +336,12 @@ func (cl *client) setupFrame(conn *net.TCPConn, sp *spec, payload []byte) (bool,
 				continue
 			}
 			var reply struct {
-				ID    int             `json:"id"`
-				Error json.RawMessage `json:"error"`
+				ID        int             `json:"id"`
+				Error     json.RawMessage `json:"error"`
+				Subscribe *struct {
+					Recovered    bool              `json:"recovered"`
+					Publications []json.RawMessage `json:"publications"`
+				} `json:"subscribe"`
 			}
 			if err := json.Unmarshal(line, &reply); err != nil {
 				return false, fmt.Errorf("bad reply %.200q: %w", line, err)
@@ -333,6 +350,10 @@ func (cl *client) setupFrame(conn *net.TCPConn, sp *spec, payload []byte) (bool,
 				return false, fmt.Errorf("command %d failed: %s", reply.ID, reply.Error)
 			}
 			live = reply.ID == 2 // the subscribe reply
+			if live && cl.Recover && reply.Subscribe != nil && reply.Subscribe.Recovered {
+				cl.recovered.Add(1)
+				cl.recoveredPubs.Add(int64(len(reply.Subscribe.Publications)))
+			}
 		}
 		return live, nil
 	case "engineio":
