@@ -467,8 +467,9 @@ class _WorkerLoop:
         w = self.w
         alive = sum(1 for c in w.conns if c.state == _LIVE)
         delivered, lost, latencies = w.delivered, w.lost, w.latencies
+        arrivals = array("q")  # only the live receiver has the kernel's receive timestamps
         if w.receiver is not None:
-            live, samples = await w.receiver.collect()
+            live, samples, arrivals = await w.receiver.collect()
             delivered += live["delivered"]
             lost += live["lost"]
             alive += live["alive"]
@@ -476,6 +477,7 @@ class _WorkerLoop:
         return {
             "delivered": delivered,
             "latencies": latencies.tobytes(),
+            "arrivals": arrivals.tobytes(),
             "lost": lost,
             "alive": alive,
             "recovered": w.recovered,
@@ -618,9 +620,10 @@ class WorkerPool:
 
     async def collect(self) -> dict[str, Any]:
         results = await self.call_all("collect")
-        lat = array("q")
+        lat, arrivals = array("q"), array("q")
         for r in results:
             lat.frombytes(r["latencies"])
+            arrivals.frombytes(r["arrivals"])
         return {
             "delivered": sum(r["delivered"] for r in results),
             "lost": sum(r["lost"] for r in results),
@@ -628,6 +631,7 @@ class WorkerPool:
             "recovered": sum(r["recovered"] for r in results),
             "recovered_publications": sum(r["recovered_publications"] for r in results),
             "latencies": lat,
+            "arrivals": arrivals,
         }
 
     async def positions(self) -> dict[int, tuple[str, int]]:

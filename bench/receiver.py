@@ -5,7 +5,9 @@ The Python workers set connections up well (HTTP upgrade, then each target's pro
 of their core on every delivery they read, as much as the servers they measure: at 10,000 subscribers one
 publication cost the load generator some 95 ms to take in, so the latency it reported was its own. The
 receiver reads the same sockets for a fraction of that, counts deliveries the same way (the payload marker
-in the raw stream), samples latencies from the same connections and answers server pings.
+in the raw stream), samples latencies from the same connections and answers server pings. Each sample is
+taken twice: when the receiver read the delivery, and when it reached the socket by the kernel's receive
+timestamp (``SO_TIMESTAMPNS``), which leaves out the time it waited for the receiver.
 
 It polls its sockets every ``POLL_US`` microseconds rather than sleeping in ``epoll_wait``: a receiver asleep
 there is woken by each write that reaches it, and on loopback that wake-up runs inside the server's write
@@ -120,14 +122,15 @@ class Receiver:
     async def record(self, on: bool) -> None:
         await self._send(f"record {int(on)}")
 
-    async def collect(self) -> tuple[dict[str, Any], array[int]]:
-        """(``{"delivered", "lost", "alive", "samples"}``, the latency samples in ns)."""
+    async def collect(self) -> tuple[dict[str, Any], array[int], array[int]]:
+        """(``{"delivered", "lost", "alive", "samples", "arrival_samples"}``, the latency samples in ns until
+        each sampled delivery was read, and until it reached the socket by the kernel's receive timestamp)."""
         result = await self._send("collect")
         assert self.proc.stdout is not None
-        raw = await self.proc.stdout.readexactly(8 * int(result["samples"]))
-        lat = array("q")
-        lat.frombytes(raw)
-        return result, lat
+        lat, arrivals = array("q"), array("q")
+        lat.frombytes(await self.proc.stdout.readexactly(8 * int(result["samples"])))
+        arrivals.frombytes(await self.proc.stdout.readexactly(8 * int(result.get("arrival_samples", 0))))
+        return result, lat, arrivals
 
     async def close(self) -> dict[str, Any]:
         """Close the sockets (resets: they carry SO_LINGER 0) and end the receiver: ``{"closed", "delivered",

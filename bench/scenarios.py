@@ -306,6 +306,9 @@ class _Phase:
             metrics["inflight_limit"] = self.inflight_limit
         metrics["drain_s"] = drained
         metrics["latency_ms"] = percentiles(collected["latencies"])
+        if collected["arrivals"]:
+            # Until the sampled deliveries reached their sockets: without the load generator's own wait.
+            metrics["arrival_latency_ms"] = percentiles(collected["arrivals"])
         metrics["publish_errors"] = self.pub.errors + self.failed
         metrics["connections_lost"] = collected["lost"]
         if self.pub.first_error:

@@ -20,8 +20,8 @@
 //
 //	(at start)  {"ready": N}
 //	record 1    {} — start sampling latencies (dropping earlier samples); "record 0" stops
-//	collect     {"delivered": N, "lost": N, "alive": N, "samples": K}, followed by K little-endian int64
-//	            latencies in nanoseconds
+//	collect     {"delivered": N, "lost": N, "alive": N, "samples": K, "arrival_samples": A}, followed by K
+//	            little-endian int64 latencies in nanoseconds, then A more
 //	close       {"closed": N, "delivered": N, "lost": N}, then the program exits
 //
 // Deliveries are counted as the Python workers count them: occurrences of the payload marker "ts": in the
@@ -33,6 +33,11 @@
 // that wake-up runs in the writer's system call, so it would be charged to the server; on a real network
 // it is the receiving machine's cost. Polling adds at most poll_us to each measured latency, alike for
 // every target.
+//
+// Two latencies are sampled per delivery: until this program read it, and until it reached the socket (the
+// kernel's receive timestamp, SO_TIMESTAMPNS, of the read that returned it). They differ by how long the
+// delivery waited for this program; while its core is saturated that wait is the load generator's, not the
+// server's. A read that returns several deliveries carries one timestamp, of the last segment it read.
 package main
 
 import (
@@ -80,8 +85,10 @@ type receiver struct {
 	lost      int
 	alive     int
 	recording bool
-	latencies []int64
+	latencies []int64 // when the receiver read each sampled delivery, from its embedded send time
+	arrivals  []int64 // when it reached the socket (the kernel's receive timestamp), from the same send time
 	buf       []byte
+	oob       []byte // control messages of a sampled read (its receive timestamp)
 	scratch   []byte // for joint
 }
 
@@ -114,7 +121,10 @@ func run() error {
 	if err := json.Unmarshal(line, &h); err != nil {
 		return fmt.Errorf("bad header: %w", err)
 	}
-	r := &receiver{counter: counter, buf: make([]byte, 256<<10), scratch: make([]byte, 0, 64)}
+	r := &receiver{
+		counter: counter, buf: make([]byte, 256<<10), oob: make([]byte, syscall.CmsgSpace(16)),
+		scratch: make([]byte, 0, 64),
+	}
 	if r.ping, err = hex.DecodeString(h.Ping); err != nil {
 		return fmt.Errorf("bad ping: %w", err)
 	}
@@ -131,6 +141,11 @@ func run() error {
 	r.conns = make([]conn, len(h.Fds))
 	for k, fd := range h.Fds {
 		r.conns[k] = conn{fd: fd, sample: sampled[k], open: true}
+		if sampled[k] {
+			if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_TIMESTAMPNS, 1); err != nil {
+				return fmt.Errorf("SO_TIMESTAMPNS on fd %d: %w", fd, err)
+			}
+		}
 		if err := syscall.SetNonblock(fd, true); err != nil {
 			return fmt.Errorf("fd %d: %w", fd, err)
 		}
@@ -218,7 +233,14 @@ func (r *receiver) read(k int) {
 	if !c.open {
 		return
 	}
-	n, err := syscall.Read(c.fd, r.buf)
+	var n int
+	var err error
+	var arrived int64
+	if c.sample {
+		n, arrived, err = r.recv(c.fd)
+	} else {
+		n, err = syscall.Read(c.fd, r.buf)
+	}
 	if err == syscall.EAGAIN || err == syscall.EINTR {
 		return
 	}
@@ -248,8 +270,29 @@ func (r *receiver) read(k int) {
 	}
 	r.delivered += uint64(count)
 	if c.sample && r.recording && len(r.latencies) < maxSamples {
-		r.sample(data)
+		r.sample(data, arrived)
 	}
+}
+
+// recv reads a sampled socket with its receive timestamp (CLOCK_MONOTONIC ns; 0 when the kernel gave none).
+func (r *receiver) recv(fd int) (n int, arrived int64, err error) {
+	n, oobn, _, _, err := syscall.Recvmsg(fd, r.buf, r.oob, 0)
+	if err != nil || oobn == 0 {
+		return n, 0, err
+	}
+	msgs, perr := syscall.ParseSocketControlMessage(r.oob[:oobn])
+	if perr != nil {
+		return n, 0, nil
+	}
+	for _, m := range msgs {
+		if m.Header.Level == syscall.SOL_SOCKET && m.Header.Type == syscall.SO_TIMESTAMPNS && len(m.Data) >= 16 {
+			sec := int64(binary.LittleEndian.Uint64(m.Data[0:8]))
+			nsec := int64(binary.LittleEndian.Uint64(m.Data[8:16]))
+			// The timestamp is CLOCK_REALTIME; the send times are CLOCK_MONOTONIC.
+			arrived = sec*1_000_000_000 + nsec - realtimeNs() + monotonicNs()
+		}
+	}
+	return n, arrived, nil
 }
 
 // joint is the last k bytes of carry followed by the first k of data (in a reused buffer): a pattern of up to
@@ -269,8 +312,9 @@ func (r *receiver) hasPing(c *conn, data []byte) bool {
 	return bytes.Contains(r.joint(c.carry, data, len(r.ping)-1), r.ping)
 }
 
-// sample records now - ts for every whole "ts":<digits>, in data (one cut by the read boundary is skipped).
-func (r *receiver) sample(data []byte) {
+// sample records now - ts (and arrived - ts when arrived is known) for every whole "ts":<digits>, in data
+// (one cut by the read boundary is skipped).
+func (r *receiver) sample(data []byte, arrived int64) {
 	now := monotonicNs()
 	for {
 		i := bytes.Index(data, mark)
@@ -289,6 +333,9 @@ func (r *receiver) sample(data []byte) {
 		}
 		if len(r.latencies) < maxSamples {
 			r.latencies = append(r.latencies, now-ts)
+			if arrived > 0 {
+				r.arrivals = append(r.arrivals, arrived-ts)
+			}
 		}
 		data = data[j:]
 	}
@@ -314,6 +361,7 @@ func (r *receiver) command(in *bufio.Reader, out *bufio.Writer) (done bool, err 
 		case "record 1":
 			r.recording = true
 			r.latencies = r.latencies[:0]
+			r.arrivals = r.arrivals[:0]
 			reply(out, struct{}{})
 		case "record 0":
 			r.recording = false
@@ -321,12 +369,15 @@ func (r *receiver) command(in *bufio.Reader, out *bufio.Writer) (done bool, err 
 		case "collect":
 			reply(out, map[string]any{
 				"delivered": r.delivered, "lost": r.lost, "alive": r.alive, "samples": len(r.latencies),
+				"arrival_samples": len(r.arrivals),
 			})
-			raw := make([]byte, 8*len(r.latencies))
-			for k, v := range r.latencies {
-				binary.LittleEndian.PutUint64(raw[8*k:], uint64(v))
+			for _, samples := range [][]int64{r.latencies, r.arrivals} {
+				raw := make([]byte, 8*len(samples))
+				for k, v := range samples {
+					binary.LittleEndian.PutUint64(raw[8*k:], uint64(v))
+				}
+				out.Write(raw)
 			}
-			out.Write(raw)
 			out.Flush()
 		case "close":
 			closed := r.closeAll()
@@ -353,6 +404,12 @@ func (r *receiver) closeAll() int {
 	}
 	r.alive = 0
 	return closed
+}
+
+func realtimeNs() int64 {
+	var ts syscall.Timespec
+	syscall.Syscall(syscall.SYS_CLOCK_GETTIME, 0 /* CLOCK_REALTIME */, uintptr(unsafe.Pointer(&ts)), 0)
+	return ts.Nano()
 }
 
 func monotonicNs() int64 {

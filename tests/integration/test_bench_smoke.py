@@ -66,6 +66,11 @@ def test_bench_quick_run_produces_well_formed_results(tmp_path: Path) -> None:
             assert m["cpu_us_per_delivery"] is not None, row
             assert set(m["latency_ms"]) == {"p50", "p99", "p999", "max", "samples"}
             assert m["latency_ms"]["samples"] > 0, row
+            # The live receiver also takes each sampled delivery's kernel receive timestamp: a delivery reaches
+            # its socket before it is read.
+            arrival = m["arrival_latency_ms"]
+            assert arrival["samples"] == m["latency_ms"]["samples"], row
+            assert arrival["p50"] <= m["latency_ms"]["p50"] + 0.01, row
         if row["scenario"] == "idle":
             assert row["metrics"]["connections_lost"] == 0
         if row["scenario"] == "fanout" and row["phase"] == "fixed-rate":
