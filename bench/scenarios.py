@@ -536,10 +536,10 @@ async def storm(ctx: Context, target: RunningTarget, n: int) -> list[Row]:
     is not the bound: as many connections in flight as the worker pool would have (``storm_concurrency`` per
     worker).
 
-    Figures are not directly comparable with storms opened by the Python workers: those saturated their core and
-    answered the server in bursts, while this client has idle time and answers each reply at once, which costs
-    the server more per connection on loopback (median server CPU per connection when this client came in:
-    186 against 162 µs for neoevents, 211 against 205 µs for Centrifugo).
+    Figures are not directly comparable with storms opened by the Python workers (which saturated their core and
+    answered the server in bursts), nor with runs before the client polled its sockets: while it slept in
+    epoll_wait, each of the server's writes woke it, on loopback inside the server's system call, which cost the
+    server about a tenth more CPU per connection.
     """
     concurrency = ctx.sizes.storm_concurrency * ctx.pool.size
     spec = _spec(ctx, target, target.channel("tenant:{i}:events"), n, concurrency=concurrency)

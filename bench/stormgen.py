@@ -11,6 +11,9 @@ failing on close frames and error replies. For the reconnect-with-recovery storm
 positions the Python workers recorded on the first connection (:meth:`bench.loadgen.WorkerPool.positions`) and
 counts the subscriptions recovered and the publications they returned.
 
+It polls its sockets instead of sleeping in ``epoll_wait``, as the live receiver does (:mod:`bench.receiver`):
+on loopback the wake-up of a sleeping client runs inside the server's write and would be charged to it.
+
 The binary is built with ``go build`` into a cache directory outside the repository
 (``~/.cache/neoevents/bench/stormgen``, or under ``$XDG_CACHE_HOME``), once per version of its sources, and
 runs with GOMAXPROCS=1 pinned to the load generator's CPUs.
@@ -33,6 +36,8 @@ from bench.loadgen import ConnSpec, _setup_bytes, _tokens
 from bench.targets import pinned
 
 SOURCE = Path(__file__).resolve().parent / "stormgen"
+# How long the client sleeps between polls when nothing is ready (it never sleeps in epoll_wait, see main.go).
+POLL_US = 50
 
 
 def binary() -> Path:
@@ -57,6 +62,7 @@ def encode(spec: ConnSpec, positions: dict[int, tuple[str, int]] | None = None) 
         "timeout": spec.timeout,
         "sources": sources,
         "recover": spec.recover,
+        "poll_us": POLL_US,
     }
     parts = [json.dumps(header).encode() + b"\n"]
     tokens = _tokens(spec)

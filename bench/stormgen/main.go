@@ -7,7 +7,7 @@
 // FILE (written by bench/stormgen.py) describes the connections: one JSON header line
 //
 //	{"proto": "centrifugo" | "nats" | "engineio" | "raw", "host": "127.0.0.1", "port": 8000,
-//	 "concurrency": 256, "timeout": 20, "sources": ["127.0.0.2", ...], "recover": false}
+//	 "concurrency": 256, "timeout": 20, "sources": ["127.0.0.2", ...], "recover": false, "poll_us": 50}
 //
 // then one record per connection: the index of its source address (1 byte), the length of its HTTP upgrade
 // request and the length of its set-up bytes (4 bytes each, big-endian), then the request and the set-up
@@ -25,28 +25,28 @@
 // With "recover" (Centrifugo JSON, whose set-up bytes then subscribe with recover, epoch and offset), the
 // subscribe replies that say "recovered": true are counted, with the publications they carry.
 //
-// It is meant to run with GOMAXPROCS=1 on the load generator's core: a fixed set of runner goroutines open
-// the connections one after another, and each open connection then has one goroutine, parked in the
-// runtime's poller while nothing arrives.
+// It runs on one thread (GOMAXPROCS=1, on the load generator's core) with non-blocking sockets and one epoll
+// instance, "concurrency" set-ups in flight. Like the live receiver (bench/receiver/) it never sleeps in
+// epoll_wait: when nothing is ready it sleeps poll_us by the clock and polls again. A client asleep in
+// epoll_wait is woken by each write that reaches it, and on loopback that wake-up runs inside the server's
+// write and is charged to the server (about a twentieth of its CPU per connection), while on a real network
+// it is the client machine's cost. Polling adds at most poll_us to each step of a set-up.
 package main
 
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -60,10 +60,16 @@ const (
 	opPong   = 0xA
 )
 
-// Linux: bind the source address now and leave the port to connect, which picks one per destination.
+// IP_BIND_ADDRESS_NO_PORT (linux/in.h): bind picks the source port at connect time, so that one source
+// address is not limited to the ephemeral range once per listening port.
 const ipBindAddressNoPort = 24
 
 const maxErrors = 5 // distinct error strings reported
+
+const defaultPollUs = 50
+
+// EPOLLET as the uint32 of EpollEvent.Events (syscall declares it as a negative int).
+const epollET = 1 << 31
 
 type header struct {
 	Proto       string   `json:"proto"`
@@ -73,36 +79,55 @@ type header struct {
 	Timeout     float64  `json:"timeout"` // seconds for the whole set-up of one connection
 	Sources     []string `json:"sources"`
 	Recover     bool     `json:"recover"` // centrifugo: the subscribes recover; their replies are counted
+	PollUs      int      `json:"poll_us"`
 }
 
 // spec is one connection to open.
 type spec struct {
-	source         int    // index into client.dialers
+	source         int    // index into client.sources
 	request, setup []byte // the upgrade request; the set-up bytes (a whole client frame, or nothing)
+}
+
+// Connection states.
+const (
+	connecting = iota // TCP connect in progress
+	upgrading         // upgrade request sent, waiting for the 101
+	settingUp         // the target's own set-up
+	live              // set up: pings are answered until the connection is closed
+)
+
+type conn struct {
+	fd       int
+	sp       *spec
+	state    int
+	buf      []byte // bytes received; buf[pos:] is not consumed yet
+	pos      int
+	out      []byte // bytes the socket did not take yet
+	deadline int64  // monotonic ns by which the set-up must be done
 }
 
 type client struct {
 	header
-	addr     string
-	timeout  time.Duration
-	dialers  []*net.Dialer // one per source address
+	server   syscall.SockaddrInet4
+	sources  []syscall.SockaddrInet4
+	timeout  int64 // ns
 	specs    []spec
 	livePing []byte // a live connection answers a text/binary frame containing this (nil: none)...
 	pong     []byte // ...with this client frame
 
-	next    atomic.Int64 // the next connection to open
-	ok      atomic.Int64
-	failed  atomic.Int64
-	lost    atomic.Int64 // connections the server closed after their set-up
-	closing atomic.Bool
+	epfd     int
+	conns    map[int]*conn // every open socket, by descriptor
+	inflight map[*conn]struct{}
+	rbuf     []byte
 
-	recovered     atomic.Int64 // subscribe replies with "recovered": true
-	recoveredPubs atomic.Int64 // publications those replies carried
-
-	mu      sync.Mutex
-	conns   []*net.TCPConn
-	errs    map[string]bool
-	keepers sync.WaitGroup
+	next          int // the next spec to open
+	opening       bool
+	started       int64
+	ok, failed    int64
+	lost          int64 // connections the server closed after their set-up
+	recovered     int64 // subscribe replies with "recovered": true
+	recoveredPubs int64 // publications those replies carried
+	errs          map[string]bool
 }
 
 func load(path string) (*client, error) {
@@ -114,7 +139,7 @@ func load(path string) (*client, error) {
 	if nl < 0 {
 		return nil, errors.New("no header line")
 	}
-	cl := &client{errs: map[string]bool{}}
+	cl := &client{errs: map[string]bool{}, conns: map[int]*conn{}, inflight: map[*conn]struct{}{}}
 	if err := json.Unmarshal(data[:nl], &cl.header); err != nil {
 		return nil, fmt.Errorf("header: %w", err)
 	}
@@ -129,15 +154,21 @@ func load(path string) (*client, error) {
 	default:
 		return nil, fmt.Errorf("unknown protocol %q", cl.Proto)
 	}
-	cl.addr = net.JoinHostPort(cl.Host, strconv.Itoa(cl.Port))
-	cl.timeout = time.Duration(cl.Timeout * float64(time.Second))
+	if cl.PollUs <= 0 {
+		cl.PollUs = defaultPollUs
+	}
+	server, err := ipv4(cl.Host)
+	if err != nil {
+		return nil, err
+	}
+	cl.server = syscall.SockaddrInet4{Port: cl.Port, Addr: server}
+	cl.timeout = int64(cl.Timeout * 1e9)
 	for _, src := range cl.Sources {
-		ip := net.ParseIP(src)
-		if ip == nil {
-			return nil, fmt.Errorf("bad source address %q", src)
+		addr, err := ipv4(src)
+		if err != nil {
+			return nil, err
 		}
-		// KeepAlive -1: no keep-alive probes, and no system calls to configure them.
-		cl.dialers = append(cl.dialers, &net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}, KeepAlive: -1, Control: control})
+		cl.sources = append(cl.sources, syscall.SockaddrInet4{Addr: addr})
 	}
 	rest := data[nl+1:]
 	for len(rest) > 0 {
@@ -147,7 +178,7 @@ func load(path string) (*client, error) {
 		src := int(rest[0])
 		nreq, nsetup := int(binary.BigEndian.Uint32(rest[1:5])), int(binary.BigEndian.Uint32(rest[5:9]))
 		rest = rest[9:]
-		if src >= len(cl.dialers) || len(rest) < nreq+nsetup {
+		if src >= len(cl.sources) || len(rest) < nreq+nsetup {
 			return nil, fmt.Errorf("bad record %d", len(cl.specs))
 		}
 		cl.specs = append(cl.specs, spec{src, rest[:nreq:nreq], rest[nreq : nreq+nsetup : nreq+nsetup]})
@@ -156,21 +187,12 @@ func load(path string) (*client, error) {
 	return cl, nil
 }
 
-// control sets the socket options the Python load generator sets, before bind and connect (TCP_NODELAY is
-// Go's default).
-func control(_, _ string, rc syscall.RawConn) error {
-	var err error
-	cerr := rc.Control(func(fd uintptr) {
-		// Closing sends a reset and leaves no TIME_WAIT behind: the source ports stay reusable run after run.
-		err = syscall.SetsockoptLinger(int(fd), syscall.SOL_SOCKET, syscall.SO_LINGER, &syscall.Linger{Onoff: 1})
-		if err == nil {
-			err = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, ipBindAddressNoPort, 1)
-		}
-	})
-	if cerr != nil {
-		return cerr
+func ipv4(s string) ([4]byte, error) {
+	ip := net.ParseIP(s).To4()
+	if ip == nil {
+		return [4]byte{}, fmt.Errorf("not an IPv4 address: %q", s)
 	}
-	return err
+	return [4]byte(ip), nil
 }
 
 type openResult struct {
@@ -182,143 +204,319 @@ type openResult struct {
 	RecoveredPublications int64    `json:"recovered_publications"`
 }
 
-// openAll opens every connection, at most Concurrency at a time, and returns once each is set up or failed.
-func (cl *client) openAll() openResult {
-	runners := min(max(cl.Concurrency, 1), len(cl.specs))
-	var wg sync.WaitGroup
-	started := time.Now()
-	for range runners {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(cl.next.Add(1) - 1)
-				if i >= len(cl.specs) {
-					return
-				}
-				cl.openOne(&cl.specs[i])
-			}
-		}()
+// run polls the sockets and standard input until "close" or the end of the input.
+func (cl *client) run(in *bufio.Reader, out *json.Encoder) error {
+	var err error
+	if cl.epfd, err = syscall.EpollCreate1(syscall.EPOLL_CLOEXEC); err != nil {
+		return fmt.Errorf("epoll_create1: %w", err)
 	}
-	wg.Wait()
-	elapsed := time.Since(started).Seconds()
-	cl.mu.Lock()
+	stdin := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: 0}
+	if err := syscall.EpollCtl(cl.epfd, syscall.EPOLL_CTL_ADD, 0, &stdin); err != nil {
+		return fmt.Errorf("epoll_ctl stdin: %w", err)
+	}
+	cl.rbuf = make([]byte, 64<<10)
+	events := make([]syscall.EpollEvent, 1024)
+	nap := syscall.NsecToTimespec(int64(cl.PollUs) * 1000)
+	lastExpiry := int64(0)
+	for {
+		if cl.opening {
+			cl.startMore()
+		}
+		n, err := syscall.EpollWait(cl.epfd, events, 0)
+		if err != nil && err != syscall.EINTR {
+			return fmt.Errorf("epoll_wait: %w", err)
+		}
+		command := false
+		for _, ev := range events[:max(n, 0)] {
+			if ev.Fd == 0 {
+				command = true
+			} else if c := cl.conns[int(ev.Fd)]; c != nil {
+				cl.handle(c, ev.Events)
+			}
+		}
+		if cl.opening {
+			if now := monotonicNs(); now-lastExpiry > 10_000_000 {
+				lastExpiry = now
+				cl.expire(now)
+			}
+			if cl.ok+cl.failed == int64(len(cl.specs)) {
+				cl.opening = false
+				out.Encode(cl.result())
+			}
+		}
+		if command {
+			if done := cl.command(in, out); done {
+				return nil
+			}
+		}
+		if n <= 0 {
+			syscall.Nanosleep(&nap, nil)
+		}
+	}
+}
+
+// command handles the complete lines on standard input; true after "close" or at the end of the input.
+func (cl *client) command(in *bufio.Reader, out *json.Encoder) bool {
+	for {
+		line, err := in.ReadString('\n')
+		if err != nil {
+			cl.closeAll() // the coordinator is gone
+			return true
+		}
+		switch cmd := strings.TrimSpace(line); cmd {
+		case "open":
+			if cl.opening || cl.next > 0 {
+				out.Encode(map[string]string{"error": "already opened"})
+				break
+			}
+			cl.opening, cl.started = true, monotonicNs()
+			if len(cl.specs) == 0 {
+				cl.opening = false
+				out.Encode(cl.result())
+			}
+		case "close":
+			closed := cl.closeAll()
+			out.Encode(map[string]int64{"closed": int64(closed), "lost": cl.lost})
+			return true
+		default:
+			out.Encode(map[string]string{"error": "unknown command " + strconv.Quote(cmd)})
+		}
+		if in.Buffered() == 0 {
+			return false
+		}
+	}
+}
+
+func (cl *client) result() openResult {
 	errs := make([]string, 0, len(cl.errs))
 	for e := range cl.errs {
 		errs = append(errs, e)
 	}
-	cl.mu.Unlock()
 	sort.Strings(errs)
 	return openResult{
-		cl.ok.Load(), cl.failed.Load(), errs[:min(len(errs), maxErrors)], elapsed,
-		cl.recovered.Load(), cl.recoveredPubs.Load(),
+		cl.ok, cl.failed, errs[:min(len(errs), maxErrors)], float64(monotonicNs()-cl.started) / 1e9,
+		cl.recovered, cl.recoveredPubs,
 	}
 }
 
-func (cl *client) openOne(sp *spec) {
-	// One deadline for the whole set-up: connect, upgrade and the protocol's own exchange.
-	deadline := time.Now().Add(cl.timeout)
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	c, err := cl.dialers[sp.source].DialContext(ctx, "tcp", cl.addr)
-	cancel()
+// startMore starts connections until "concurrency" set-ups are in flight.
+func (cl *client) startMore() {
+	for len(cl.inflight) < max(cl.Concurrency, 1) && cl.next < len(cl.specs) {
+		sp := &cl.specs[cl.next]
+		cl.next++
+		if err := cl.start(sp); err != nil {
+			cl.failed++
+			cl.noteError(err)
+		}
+	}
+}
+
+func (cl *client) start(sp *spec) error {
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
-		cl.fail(err)
-		return
+		return fmt.Errorf("socket: %w", err)
 	}
-	conn := c.(*net.TCPConn)
-	r := &reader{conn: conn, buf: make([]byte, 0, 1024)}
-	conn.SetDeadline(deadline)
-	if err := cl.setup(r, sp); err != nil {
-		conn.Close() // a reset (SO_LINGER 0), like the Python load generator's abort
-		cl.fail(err)
-		return
+	// The options the Python load generator sets. Closing sends a reset and leaves no TIME_WAIT behind: the
+	// source ports stay reusable run after run.
+	err = syscall.SetsockoptLinger(fd, syscall.SOL_SOCKET, syscall.SO_LINGER, &syscall.Linger{Onoff: 1})
+	if err == nil {
+		err = syscall.SetsockoptInt(fd, syscall.IPPROTO_IP, ipBindAddressNoPort, 1)
 	}
-	conn.SetDeadline(time.Time{})
-	cl.ok.Add(1)
-	cl.mu.Lock()
-	cl.conns = append(cl.conns, conn)
-	cl.mu.Unlock()
-	cl.keepers.Add(1)
-	go cl.keep(r)
-}
-
-func (cl *client) fail(err error) {
-	cl.failed.Add(1)
-	msg := err.Error()
-	switch {
-	case errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded):
-		msg = fmt.Sprintf("set-up not finished within %gs", cl.Timeout)
-	case errors.Is(err, io.EOF):
-		msg = "closed by the server during set-up"
+	if err == nil {
+		err = syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
 	}
-	cl.mu.Lock()
-	if len(cl.errs) < 100 {
-		cl.errs[msg] = true
+	if err == nil {
+		src := cl.sources[sp.source]
+		err = syscall.Bind(fd, &src)
 	}
-	cl.mu.Unlock()
-}
-
-// setup upgrades the connection and completes the protocol's set-up; the connection is live when it returns
-// nil. Bytes read past the set-up stay in r for keep.
-func (cl *client) setup(r *reader, sp *spec) error {
-	conn := r.conn
-	if _, err := conn.Write(sp.request); err != nil {
-		return err
-	}
-	end := -1
-	for end < 0 {
-		if err := r.fill(); err != nil {
-			return err
-		}
-		end = bytes.Index(r.buf, []byte("\r\n\r\n"))
-	}
-	status := r.buf[:bytes.Index(r.buf, []byte("\r\n"))]
-	if !bytes.Contains(status, []byte(" 101 ")) && !bytes.HasSuffix(status, []byte(" 101")) {
-		return fmt.Errorf("upgrade refused: %s", status)
-	}
-	r.pos = end + 4
-	switch cl.Proto {
-	case "raw": // live as soon as the upgrade succeeded
-		return nil
-	case "centrifugo": // connect + subscribe in one frame; the others wait for the server to speak first
-		if _, err := conn.Write(sp.setup); err != nil {
-			return err
+	if err == nil {
+		if err = syscall.Connect(fd, &cl.server); err == syscall.EINPROGRESS {
+			err = nil
 		}
 	}
-	for {
-		op, payload, ok := r.frame()
-		if !ok {
-			if err := r.fill(); err != nil {
-				return fmt.Errorf("closed during set-up: %w", err)
+	if err == nil {
+		// Edge-triggered: each readiness is reported once, and handle reads until the socket is empty.
+		ev := syscall.EpollEvent{
+			Events: syscall.EPOLLIN | syscall.EPOLLOUT | syscall.EPOLLRDHUP | epollET,
+			Fd:     int32(fd),
+		}
+		err = syscall.EpollCtl(cl.epfd, syscall.EPOLL_CTL_ADD, fd, &ev)
+	}
+	if err != nil {
+		syscall.Close(fd)
+		return fmt.Errorf("connect: %w", err)
+	}
+	c := &conn{fd: fd, sp: sp, state: connecting, deadline: monotonicNs() + cl.timeout}
+	cl.conns[fd] = c
+	cl.inflight[c] = struct{}{}
+	return nil
+}
+
+// handle processes what epoll reported for one connection.
+func (cl *client) handle(c *conn, events uint32) {
+	if c.state == connecting {
+		if events&(syscall.EPOLLOUT|syscall.EPOLLERR|syscall.EPOLLHUP) == 0 {
+			return
+		}
+		if soerr, err := syscall.GetsockoptInt(c.fd, syscall.SOL_SOCKET, syscall.SO_ERROR); err != nil || soerr != 0 {
+			if err == nil {
+				err = syscall.Errno(soerr)
 			}
+			cl.failSetup(c, fmt.Errorf("connect: %w", err))
+			return
+		}
+		c.state = upgrading
+		if err := cl.send(c, c.sp.request); err != nil {
+			cl.failSetup(c, err)
+			return
+		}
+	} else if events&syscall.EPOLLOUT != 0 && len(c.out) > 0 {
+		if err := cl.send(c, nil); err != nil {
+			cl.gone(c, err)
+			return
+		}
+	}
+	if events&(syscall.EPOLLIN|syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) == 0 {
+		return
+	}
+	eof, err := cl.receive(c)
+	if err == nil {
+		err = cl.process(c)
+	}
+	if err == nil && eof {
+		err = errors.New("closed by the server")
+	}
+	if err != nil {
+		cl.gone(c, err)
+	}
+}
+
+// receive reads everything the socket has; eof is true when the server closed it.
+func (cl *client) receive(c *conn) (eof bool, err error) {
+	for {
+		n, err := syscall.Read(c.fd, cl.rbuf)
+		if n > 0 {
+			c.buf = append(c.buf, cl.rbuf[:n]...)
+			if n == len(cl.rbuf) {
+				continue
+			}
+			return false, nil
+		}
+		switch {
+		case err == syscall.EAGAIN:
+			return false, nil
+		case err == syscall.EINTR:
+			continue
+		case err != nil:
+			return true, err
+		default:
+			return true, nil
+		}
+	}
+}
+
+// send writes data after what the socket did not take yet (nil: only that).
+func (cl *client) send(c *conn, data []byte) error {
+	if len(c.out) > 0 {
+		data = append(c.out, data...)
+	}
+	for len(data) > 0 {
+		n, err := syscall.Write(c.fd, data)
+		if err == syscall.EAGAIN {
+			break
+		}
+		if err == syscall.EINTR {
 			continue
 		}
-		switch op {
-		case opClose:
-			code, reason := 0, ""
-			if len(payload) >= 2 {
-				code, reason = int(binary.BigEndian.Uint16(payload)), string(payload[2:])
-			}
-			return fmt.Errorf("closed by the server during set-up: %d %s", code, reason)
-		case opPing:
-			if _, err := conn.Write(clientFrame(opPong, payload)); err != nil {
+		if err != nil {
+			return err
+		}
+		data = data[n:]
+	}
+	c.out = append(c.out[:0], data...)
+	return nil
+}
+
+// process consumes the complete messages received: the upgrade response, then frames.
+func (cl *client) process(c *conn) error {
+	if c.state == upgrading {
+		end := bytes.Index(c.buf[c.pos:], []byte("\r\n\r\n"))
+		if end < 0 {
+			return nil
+		}
+		head := c.buf[c.pos : c.pos+end]
+		status, _, _ := bytes.Cut(head, []byte("\r\n"))
+		if !bytes.Contains(status, []byte(" 101 ")) && !bytes.HasSuffix(status, []byte(" 101")) {
+			return fmt.Errorf("upgrade refused: %s", status)
+		}
+		c.pos += end + 4
+		switch cl.Proto {
+		case "raw": // live as soon as the upgrade succeeded
+			cl.setUp(c)
+		case "centrifugo": // connect + subscribe in one frame; the others wait for the server to speak first
+			if err := cl.send(c, c.sp.setup); err != nil {
 				return err
 			}
-			continue
-		case opText, opBinary:
+			c.state = settingUp
 		default:
-			continue
+			c.state = settingUp
 		}
-		live, err := cl.setupFrame(conn, sp, payload)
-		if err != nil || live {
+	}
+	for c.state != upgrading {
+		op, payload, ok := c.frame()
+		if !ok {
+			break
+		}
+		if err := cl.onFrame(c, op, payload); err != nil {
 			return err
 		}
 	}
+	if c.pos == len(c.buf) {
+		c.buf, c.pos = c.buf[:0], 0
+	}
+	return nil
+}
+
+func (cl *client) onFrame(c *conn, op byte, payload []byte) error {
+	switch op {
+	case opPing:
+		return cl.send(c, clientFrame(opPong, payload))
+	case opClose:
+		if c.state == live {
+			return errors.New("closed by the server")
+		}
+		code, reason := 0, ""
+		if len(payload) >= 2 {
+			code, reason = int(binary.BigEndian.Uint16(payload)), string(payload[2:])
+		}
+		return fmt.Errorf("closed by the server during set-up: %d %s", code, reason)
+	case opText, opBinary:
+	default:
+		return nil
+	}
+	if c.state == live {
+		if (cl.livePing != nil && bytes.Contains(payload, cl.livePing)) ||
+			(cl.Proto == "engineio" && string(payload) == "2") {
+			return cl.send(c, cl.pong)
+		}
+		return nil
+	}
+	done, err := cl.setupFrame(c, payload)
+	if err == nil && done {
+		cl.setUp(c)
+	}
+	return err
+}
+
+// setUp marks a connection live.
+func (cl *client) setUp(c *conn) {
+	c.state = live
+	delete(cl.inflight, c)
+	cl.ok++
 }
 
 // setupFrame handles one text or binary frame received during the set-up: whether the connection is live now.
-func (cl *client) setupFrame(conn *net.TCPConn, sp *spec, payload []byte) (bool, error) {
-	var err error
+func (cl *client) setupFrame(c *conn, payload []byte) (bool, error) {
 	switch cl.Proto {
 	case "centrifugo": // replies, one JSON object a line; "{}" is a ping
 		live := false
@@ -326,8 +524,7 @@ func (cl *client) setupFrame(conn *net.TCPConn, sp *spec, payload []byte) (bool,
 			var line []byte
 			line, rest, more = bytes.Cut(rest, []byte("\n"))
 			if string(line) == "{}" {
-				_, err = conn.Write(cl.pong)
-				if err != nil {
+				if err := cl.send(c, cl.pong); err != nil {
 					return false, err
 				}
 				continue
@@ -351,8 +548,8 @@ func (cl *client) setupFrame(conn *net.TCPConn, sp *spec, payload []byte) (bool,
 			}
 			live = reply.ID == 2 // the subscribe reply
 			if live && cl.Recover && reply.Subscribe != nil && reply.Subscribe.Recovered {
-				cl.recovered.Add(1)
-				cl.recoveredPubs.Add(int64(len(reply.Subscribe.Publications)))
+				cl.recovered++
+				cl.recoveredPubs += int64(len(reply.Subscribe.Publications))
 			}
 		}
 		return live, nil
@@ -363,21 +560,20 @@ func (cl *client) setupFrame(conn *net.TCPConn, sp *spec, payload []byte) (bool,
 		case bytes.HasPrefix(payload, []byte("44")):
 			return false, fmt.Errorf("socket.io connect refused: %.200q", payload)
 		case bytes.HasPrefix(payload, []byte("0{")): // the open packet: connect to the default namespace
-			_, err = conn.Write(sp.setup)
+			return false, cl.send(c, c.sp.setup)
 		case string(payload) == "2":
-			_, err = conn.Write(cl.pong)
+			return false, cl.send(c, cl.pong)
 		}
-		return false, err
+		return false, nil
 	default: // nats
 		if bytes.HasPrefix(payload, []byte("INFO")) { // CONNECT, SUB and a PING whose PONG confirms both
-			_, err = conn.Write(sp.setup)
-			return false, err
+			return false, cl.send(c, c.sp.setup)
 		}
 		if bytes.Contains(payload, []byte("-ERR")) {
 			return false, fmt.Errorf("NATS error: %.200q", payload)
 		}
 		if bytes.Contains(payload, []byte("PING\r\n")) {
-			if _, err = conn.Write(cl.pong); err != nil {
+			if err := cl.send(c, cl.pong); err != nil {
 				return false, err
 			}
 		}
@@ -385,83 +581,62 @@ func (cl *client) setupFrame(conn *net.TCPConn, sp *spec, payload []byte) (bool,
 	}
 }
 
-// keep holds a live connection: it answers pings until the connection is closed.
-func (cl *client) keep(r *reader) {
-	defer cl.keepers.Done()
-	for {
-		for {
-			op, payload, ok := r.frame()
-			if !ok {
-				break
-			}
-			var err error
-			switch {
-			case op == opPing:
-				_, err = r.conn.Write(clientFrame(opPong, payload))
-			case op != opText && op != opBinary:
-			case cl.livePing != nil && bytes.Contains(payload, cl.livePing),
-				cl.Proto == "engineio" && string(payload) == "2":
-				_, err = r.conn.Write(cl.pong)
-			}
-			if err != nil {
-				break
-			}
-		}
-		if err := r.fill(); err != nil {
-			if !cl.closing.Load() {
-				cl.lost.Add(1)
-				r.conn.Close()
-			}
-			return
+// gone ends a connection that failed or that the server closed: a failed set-up, or a lost connection.
+func (cl *client) gone(c *conn, err error) {
+	if c.state == live {
+		cl.lost++
+		cl.drop(c)
+		return
+	}
+	cl.failSetup(c, err)
+}
+
+func (cl *client) failSetup(c *conn, err error) {
+	cl.failed++
+	cl.noteError(err)
+	cl.drop(c)
+}
+
+func (cl *client) noteError(err error) {
+	if len(cl.errs) < 100 {
+		cl.errs[err.Error()] = true
+	}
+}
+
+// drop closes a connection (a reset: SO_LINGER 0, like the Python load generator's abort).
+func (cl *client) drop(c *conn) {
+	syscall.Close(c.fd)
+	delete(cl.conns, c.fd)
+	delete(cl.inflight, c)
+}
+
+// expire fails the set-ups that passed their deadline.
+func (cl *client) expire(now int64) {
+	for c := range cl.inflight {
+		if now > c.deadline {
+			cl.failSetup(c, fmt.Errorf("set-up not finished within %gs", cl.Timeout))
 		}
 	}
 }
 
-// closeAll closes every open connection with a reset and waits for their goroutines to end.
+// closeAll closes every open connection with a reset.
 func (cl *client) closeAll() int {
-	cl.closing.Store(true)
-	cl.mu.Lock()
-	conns := cl.conns
-	cl.conns = nil
-	cl.mu.Unlock()
-	for _, c := range conns {
-		c.Close()
+	closed := 0
+	for _, c := range cl.conns {
+		if c.state == live {
+			closed++
+		}
+		syscall.Close(c.fd)
 	}
-	cl.keepers.Wait()
-	return len(conns)
-}
-
-// reader buffers what a connection received; buf[pos:] is not consumed yet.
-type reader struct {
-	conn *net.TCPConn
-	buf  []byte
-	pos  int
-}
-
-// fill reads once more from the connection, after the bytes not consumed yet.
-func (r *reader) fill() error {
-	if r.pos > 0 {
-		n := copy(r.buf, r.buf[r.pos:])
-		r.buf, r.pos = r.buf[:n], 0
-	}
-	if len(r.buf) == cap(r.buf) {
-		r.buf = append(r.buf, make([]byte, cap(r.buf))...)[:len(r.buf)]
-	}
-	n, err := r.conn.Read(r.buf[len(r.buf):cap(r.buf)])
-	r.buf = r.buf[:len(r.buf)+n]
-	if n > 0 {
-		return nil
-	}
-	if err == nil {
-		err = io.ErrNoProgress
-	}
-	return err
+	cl.conns = map[int]*conn{}
+	cl.inflight = map[*conn]struct{}{}
+	return closed
 }
 
 // frame consumes the next complete frame in the buffer: its opcode and payload (unmasked in place, valid
-// until the next fill), or ok=false when the buffer does not hold a whole frame.
-func (r *reader) frame() (op byte, payload []byte, ok bool) {
-	b := r.buf[r.pos:]
+// until the next read), or ok=false when the buffer does not hold a whole frame.
+func (c *conn) frame() (op byte, payload []byte, ok bool) {
+	b := c.buf[c.pos:]
 	if len(b) < 2 {
 		return 0, nil, false
 	}
@@ -492,7 +667,7 @@ func (r *reader) frame() (op byte, payload []byte, ok bool) {
 			payload[k] ^= key[k&3]
 		}
 	}
-	r.pos += hdr + int(n)
+	c.pos += hdr + int(n)
 	return b[0] & 0x0f, payload, true
 }
 
@@ -510,11 +685,18 @@ func clientFrame(op byte, data []byte) []byte {
 	return append(append(head, 0, 0, 0, 0), data...)
 }
 
+var clockStart = time.Now()
+
+func monotonicNs() int64 {
+	return int64(time.Since(clockStart))
+}
+
 func main() {
 	if len(os.Args) != 2 {
 		fmt.Fprintln(os.Stderr, "usage: stormgen FILE")
 		os.Exit(2)
 	}
+	runtime.LockOSThread()
 	cl, err := load(os.Args[1])
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "stormgen: %s: %v\n", os.Args[1], err)
@@ -526,18 +708,8 @@ func main() {
 	debug.SetMemoryLimit(2 << 30)
 	out := json.NewEncoder(os.Stdout) // one write per line: os.Stdout is not buffered
 	out.Encode(map[string]int{"ready": len(cl.specs)})
-	in := bufio.NewScanner(os.Stdin)
-	for in.Scan() {
-		switch cmd := strings.TrimSpace(in.Text()); cmd {
-		case "open":
-			out.Encode(cl.openAll())
-		case "close":
-			closed := cl.closeAll()
-			out.Encode(map[string]int64{"closed": int64(closed), "lost": cl.lost.Load()})
-			return
-		default:
-			out.Encode(map[string]string{"error": "unknown command " + strconv.Quote(cmd)})
-		}
+	if err := cl.run(bufio.NewReader(os.Stdin), out); err != nil {
+		fmt.Fprintln(os.Stderr, "stormgen:", err)
+		os.Exit(1)
 	}
-	cl.closeAll() // end of input: the coordinator is gone
 }
