@@ -460,9 +460,9 @@ floor (`bench/floors/gofloor/`), all Go standard library only, are built with `g
   rate: it sends the same upgrade requests and set-up bytes, built by the Python side, and completes each
   set-up the same way (pings answered, close frames and error replies counted as failures). Like the receiver
   it polls its sockets (sleeping 50 µs when none is ready) instead of sleeping in `epoll_wait`, for the same
-  reason. It drives the
-  reconnect-with-recovery storm too, with the subscription positions the Python workers recorded when the
-  clients first connected, and counts the subscriptions recovered and the publications returned.
+  reason. It drives the reconnect-with-recovery storm too, with the subscription positions the Python workers
+  recorded when the clients first connected, and counts the subscriptions recovered and the publications
+  returned.
 - **Publishing.** neoevents and Centrifugo: the HTTP server API (`/api/publish`, or `/api/batch` with 100
   publications per request) over keep-alive connections with pipelined, concurrent requests. nats-server:
   `PUB` on its client port. Floors: frames on a `/pub` WebSocket. Peers: a `/pub` WebSocket on the peer's
