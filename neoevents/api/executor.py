@@ -132,6 +132,8 @@ def _error(exc: ProtocolError) -> dict[str, Any]:
     return {"error": {"code": exc.code, "message": str(exc)}}
 
 
+#: How many channels :meth:`Executor._plain_target` remembers one by one (the first ones published to).
+_PLAIN_CHANNELS: Final = 4096
 #: The reply to a publication without a stream position (never changed: replies only get encoded).
 _NO_POSITION: Final[dict[str, Any]] = {"publish": {}}
 
@@ -172,8 +174,10 @@ class Executor:
 
     def __init__(self, node: Node) -> None:
         self.node = node
-        # Per namespace name: (its options, the plain target or None), see _plain_target.
+        # Per namespace name: (its options, the plain target or None); and the plain targets of the first
+        # channels published to (see _plain_target).
         self._plain_targets: dict[str, tuple[NamespaceOptions, tuple[NamespaceOptions, PublishOptions] | None]] = {}
+        self._plain_channels: dict[str, tuple[NamespaceOptions, PublishOptions]] = {}
         self._methods: dict[str, tuple[type[Struct], Method]] = {
             "publish": (PublishParams, self.publish),
             "broadcast": (BroadcastParams, self.broadcast),
@@ -465,7 +469,12 @@ class Executor:
     def _plain_target(self, channel: str) -> tuple[NamespaceOptions, PublishOptions] | None:
         """The namespace and engine options of a channel whose publications by the server need no check beyond
         its namespace (a known one without publish rules), or None: the publication then takes the full path,
-        which reports why it cannot be published. Remembered per namespace, so any number of channels hit."""
+        which reports why it cannot be published. Remembered per namespace, and also per channel for the first
+        ``_PLAIN_CHANNELS`` channels (a dictionary hit instead of the namespace lookup; once full, other
+        channels take the namespace path, so a rotation over many channels never evicts anything)."""
+        target = self._plain_channels.get(channel)
+        if target is not None:
+            return target
         if not channel:
             return None
         node = self.node
@@ -474,9 +483,12 @@ class Executor:
             return None
         entry = self._plain_targets.get(ns.name)
         if entry is None or entry[0] is not ns:
-            target = None if ns.name in node.rules.namespaces else (ns, node.publish_options(ns))
-            entry = self._plain_targets[ns.name] = (ns, target)
-        return entry[1]
+            found = None if ns.name in node.rules.namespaces else (ns, node.publish_options(ns))
+            entry = self._plain_targets[ns.name] = (ns, found)
+        target = entry[1]
+        if target is not None and len(self._plain_channels) < _PLAIN_CHANNELS:
+            self._plain_channels[channel] = target
+        return target
 
     async def _batch_pipelined(
         self, commands: list[tuple[str, Struct | ProtocolError]], who: ApiUser | None

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -78,8 +79,8 @@ class _BatchingBroker(_AsyncOnlyBroker):
         ]
 
 
-def _endpoint(sync: bool, broker: Any = None) -> ApiEndpoint:
-    config = load_config(None, env={"CENTRIFUGO_TOKEN": API_KEY})
+def _endpoint(sync: bool, broker: Any = None, config_file: Path | None = None) -> ApiEndpoint:
+    config = load_config(config_file, env={"CENTRIFUGO_TOKEN": API_KEY})
     if broker is None:
         broker = MemoryBroker() if sync else _AsyncOnlyBroker()
     node = Node(config, broker, MemoryPresenceManager())
@@ -183,21 +184,29 @@ def test_batch_publications_around_other_commands_are_timed_and_counted(loop: An
 
 
 @pytest.mark.parametrize("sync", [True, False])
-def test_the_fast_path_remembers_namespaces_not_channels(loop: Any, sync: bool) -> None:
-    endpoint = _endpoint(sync=sync, broker=None if sync else _BatchingBroker(frozenset()))
+def test_the_fast_path_remembers_namespaces_and_a_bounded_number_of_channels(
+    loop: Any, sync: bool, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr("neoevents.api.executor._PLAIN_CHANNELS", 3)
+    # A namespace without channel rules: the server's publications there take the fast path.
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps({"namespaces": [{"name": "feed", "history_size": 10, "history_ttl": "300s"}]}))
+    endpoint = _endpoint(sync, None if sync else _BatchingBroker(frozenset()), config_file)
     executor = endpoint._executor
-    commands = [{"publish": {"channel": f"tenant:{i}:x", "data": {"i": i}}} for i in range(50)]
+    commands = [{"publish": {"channel": f"feed:{i}", "data": {"i": i}}} for i in range(50)]
     commands += [{"publish": {"channel": "nope:x", "data": {}}}, {"publish": {"channel": "", "data": {}}}]
     for _ in range(3):
         status, body = _call(endpoint, commands)
         assert status == 200
         assert [r.get("error", {}).get("code") for r in body["replies"]] == [None] * 50 + [102, 107]
         assert all(r["publish"]["offset"] >= 1 for r in body["replies"][:50])
-    # One entry for fifty channels: what is remembered does not grow with the channels published to.
-    assert set(executor._plain_targets) == {"tenant"}
+    # One entry for fifty channels, and the first three channels: what is remembered does not grow with the
+    # channels published to, and channels past the bound are published all the same.
+    assert set(executor._plain_targets) == {"feed"}
+    assert list(executor._plain_channels) == ["feed:0", "feed:1", "feed:2"]
     # Every publication reached the channel's history.
     offsets = [r["publish"]["offset"] for r in body["replies"][:50]]
     assert offsets == [3] * 50
     metrics = executor.node.metrics
-    assert metrics.registry.get_sample_value("events_published_total", {"namespace": "tenant"}) == 150
+    assert metrics.registry.get_sample_value("events_published_total", {"namespace": "feed"}) == 150
     assert metrics.registry.get_sample_value("event_publish_duration_seconds_count", {}) == 150
