@@ -18,68 +18,58 @@ PEERS = ("socketio-node", "python-socketio", "python-socketio-redis", "django-ch
 # move while the server is being optimised). Keys are scenario names ("fanout", "channels", "idle", "storm",
 # "recovery", "api"); each non-empty entry is printed under the comparison with Centrifugo.
 BEHIND_NOTES: dict[str, str] = {
-    # Scenario -> why neoevents is behind Centrifugo there and what would close it.
-    "recovery": (
-        "In this run Centrifugo reconnected 3,827 clients/s against neoevents' 3,458/s, while each reconnect cost "
-        "the two servers about the same CPU: 236 µs for Centrifugo and 230 µs for neoevents. This storm is still "
-        "driven by the Python workers, which record the subscription positions it needs, and they were at their "
-        "core's limit in both rows (1.01 and 0.93 of it): the rates measure the load generator more than the "
-        "servers. In the five full runs before this one neoevents' rate was 1.07-1.43x Centrifugo's, at 0.66-0.93x "
-        "its CPU per reconnect. What would close it: driving this storm with the compiled connect-storm client "
-        "too, so that the servers' cost sets the rate."
-    ),
+    # Scenario -> why neoevents is behind Centrifugo there and what would close it. In the final run neoevents
+    # is ahead of Centrifugo in every row.
 }
 
 # What stands between neoevents and the targets it does not meet in the final run, and what would close it.
 TARGET_NOTES = """\
-**Fan-out p99 ≤ 100 ms at 10,000 subscribers x 10/s: not met in this run.** 218 ms at 9.3 µs of server CPU per
-delivery. Only neoevents and nats-server (686 ms at 9.9 µs) kept up with the rate in this row; Centrifugo (1,500
-ms) and all four protocol-less floors (1,125-1,348 ms, 10.5-12.2 µs per delivery) fell short of the 100,000
-deliveries/s. In the run before this one (`run-20261130T003651.json`, same revision) neoevents measured 234 ms
-at 9.6 µs, and the picows floor 197 ms at 9.7 µs. The same fan-out path measured 98.9, 136, 110.7 and 264 ms in
-the four full runs before that, at 8.1, 8.35, 8.1 and 9.3 µs per delivery: these two runs met the slower
-machine.
+**Fan-out p99 ≤ 100 ms at 10,000 subscribers x 10/s: not met in this run.** 233 ms (until the deliveries reached
+the sockets; 257 ms until the load generator read them) at 9.4 µs of server CPU per delivery; in the run before
+this one (`run-20261130T024401.json`) 259 ms at 9.6 µs. Both runs met a slow machine in this row. In the earlier
+run every protocol-less floor cost 10.9-12.8 µs per delivery here and fell short of the rate, and Centrifugo
+(9.9 µs, 814 ms) and nats-server (10.0 µs, 619 ms) kept up with far higher p99. In this run the floors' rows ran
+several minutes after neoevents' on a faster machine (the HTTP API rows at the end of the run cost a third less
+CPU than in the run before): the picows and `websockets` floors cost 7.5 and 7.7 µs and measured 117 and 96 ms,
+while the compiled floor (10.9 µs) and Centrifugo (10.3 µs) fell short of the rate.
 
 The row is bound by one write system call per subscriber per publication. A profile of the server in this row
-puts 80% of its CPU in those writes; inside them, about 35% of its CPU is the receivers' TCP processing, which
-loopback runs in the sender's system call. At 100,000 deliveries/s a cost of 8.1 µs keeps the server's core 82%
-busy, and 9.3 µs keeps it 93% busy. The p99 follows how close to saturation that is: the queue that forms behind
-each burst of 10,000 writes whenever something else takes the core. The compiled floor (`floor-go`: one
-goroutine, one write per subscriber, nothing else) confirms it: 12.2 and 13.6 µs per delivery in these two runs,
-short of the rate in both. Socket options (Nagle on, a fixed 64 KiB send buffer) do not change the cost of such
-a write.
+puts 80% of its CPU in those writes; inside them, about a third of its CPU is the receivers' TCP processing,
+which loopback runs in the sender's system call. At 100,000 deliveries/s a cost of 8 µs keeps the server's core
+80% busy, and 9.4 µs keeps it 94% busy. The p99 follows how close to saturation that is: the queue that forms
+behind each burst of 10,000 writes whenever something else takes the core. The load generator's own wait is no
+longer in the figure (latency is taken from the kernel's receive timestamps): here it added 24 ms at p99.
+neoevents' own Python work is about 0.75 µs per delivery. Removing all of it would not give a margin on the
+slower hours of this machine. What would give one is more than one core for the writes of one channel's fan-out:
+worker processes sharing the Redis engine, on a machine with cores to spare. On this one both cores are busy
+with this row's kernel work.
 
-neoevents' own Python work is about 0.75 µs per delivery (in-process: 0.18 µs to queue the channel batch, 0.32
-µs to flush it, about 0.25 µs in uvloop's write). Removing all of it would not give a margin on the slower days
-of this machine. What would give one is more than one core for the writes of one channel's fan-out: worker
-processes sharing the Redis engine, on a machine with cores to spare. On this one both cores are busy with this
-row's kernel work. Steering the receive processing to the load generator's core (RPS) overloaded that core
-instead (p99 826 ms in a check).
+**Connect + subscribe ≥ 5,000/s: not met in this run.** 3,859/s at 246 µs of server CPU per connection, 1.16x
+Centrifugo's rate (3,323/s at 288 µs); nats-server 3,634/s. The floors, which only complete the WebSocket
+handshake: picows 4,787/s at 205 µs, Node's `ws` 4,981/s at 193 µs, the compiled floor 11,340/s at 70 µs. The
+run before this one measured 4,122/s at 227 µs (Centrifugo 4,170/s at 230 µs; picows 6,545/s at 153 µs). The
+connect-storm client now polls its sockets instead of sleeping in the Go poller, which took about a tenth off
+neoevents' CPU per connection in interleaved checks (the client's wake-ups ran inside the server's writes):
+these costs are not comparable with the earlier runs'.
 
-**Connect + subscribe ≥ 5,000/s: not met in this run.** 3,152/s at 292 µs of server CPU per connection, 1.12x
-Centrifugo's rate (2,819/s at 334 µs); nats-server 2,868/s. The floors: picows 4,023/s at 238 µs, Node's `ws`
-4,015/s at 243 µs, and the compiled floor 7,314/s at 102 µs. The run before this one measured 4,028/s at 235 µs
-(Centrifugo 3,254/s at 296 µs). The connect path is essentially unchanged since the runs that measured 4,692,
-4,918 and 5,106/s; the six runs since then measured 3,640, 4,563, 4,288, 4,441, 4,028 and 3,152/s, while
-Centrifugo's cost per connection ranged from 276 to 347 µs.
+neoevents' Centrifugo protocol work (the `connect` with HS256 verification and claims, the `subscribe`, their
+replies) cost 41 and 74 µs over the picows floor's handshake-only connection in the two runs, and that floor
+itself was 135 and 87 µs above the compiled one: the Python event loop's accept, transport and reads. In-process
+the work measures about 100 µs on a fast hour, with a flat profile: the HTTP head and upgrade about 30% of it,
+HS256 verification and the claims about 15-20%, the rest spread over the commands and their replies. A margin on
+the slower hours needs a quarter of that gone: the HTTP head and handshake in compiled code, or a lighter
+session object. Tried and not kept: compiling the hot modules with mypyc (no measurable gain), TCP_DEFER_ACCEPT,
+libuv without io_uring. Measured and not worth it: a hand-written HTTP head parser would save at most 1.7 µs of
+httptools' 4.4 µs, before the checks it would need.
 
-The compiled floor puts the kernel's share of a connection here (accept, reads, epoll, two writes with their
-loopback receive paths) at about 100 µs on this day's machine. A `perf` profile of neoevents in the storm gives
-the kernel about 30% of its CPU, the interpreter and the C libraries it calls the rest. In-process that work
-measures 98-140 µs depending on the hour, with a flat profile: the HTTP head and upgrade about 30% of it, HS256
-verification and the claims about 15-20%, and the rest spread over the connect and subscribe commands and their
-replies. A margin needs a quarter of that work gone: the HTTP head and handshake in compiled code, or a lighter
-session object. Tried earlier and not kept: compiling the hot modules with mypyc (no measurable gain),
-TCP_DEFER_ACCEPT (no fewer loop iterations), libuv without io_uring.
-
-**Redis engine, many channels: CPU per delivery ≤ 1.3x the memory engine's: not met in this run.** 21.7 µs
-against 14.3 µs (1.52x). Here every publication has one subscriber, so nothing amortises the Redis engine's work
-per publication: the PUBLISH in redis-server (whose CPU is counted with the server's), the pub/sub message the
-subscribing node parses, and the batch's round trip on the publishing node. The ratio swings with the memory
-engine's row, whose cost in the max-rate phase is bimodal across runs: 15.8, 15.6, 21.9, 22.0 and 14.3 µs in the
-last five full runs, against 19.6, 17.8, 18.2, 19.3 and 21.7 µs with Redis (ratios 1.24, 1.14, 0.83, 0.88 and
-1.52). What would close it: fewer Redis messages per publication when a batch goes to many channels, e.g. one
-message per receiving node carrying that batch's publications.
+**Redis engine, fan-out to 1,000 at max rate: CPU per delivery ≤ 1.3x the memory engine's: not met in this
+run.** 0.98 µs against 0.74 µs (1.32x). At 1,000 subscribers per publication the Redis engine's work per
+publication is spread over 1,000 deliveries (about 0.02 µs each); what moves this ratio is how many frames each
+write carries at the maximum rate, which the load generator sets: both rows had it at its core's limit, and the
+Redis row delivered 0.99 million/s against 1.29 million/s. Across the last eight full runs the same ratio was
+0.84, 1.26, 1.13, 1.09, 1.07, 0.95, 0.92 and 1.32, and the Redis engine's ratios at 2,000 and 10,000 subscribers
+and with many channels were met in this run (1.05, 0.71 and 0.86). What would settle it: a load generator with a
+core to spare at a million deliveries per second, i.e. a machine with more cores.
 """
 
 Row = dict[str, Any]
@@ -98,6 +88,7 @@ BEFORE_RUNS = (
     REPO / "bench" / "results" / "run-20261129T230301.json",
     REPO / "bench" / "results" / "run-20261130T003651.json",
     REPO / "bench" / "results" / "run-20261130T011525.json",
+    REPO / "bench" / "results" / "run-20261130T024401.json",
 )
 _CHANGES_1 = """\
 - **WebSocket fast path**: complete, final, masked data frames are unmasked (the `websockets` C helper) and
@@ -218,6 +209,11 @@ _CHANGES_11 = """\
   instead of publish -> read by the load generator; the earlier columns are the latter. The page's tables give
   both for this run.
 """
+_CHANGES_12 = """\
+- **HTTP API batch**: the fast path remembers the first 4,096 channels one by one again (a dictionary hit), on
+  top of the namespaces: with the namespace lookup alone, a rotation over 1,000 channels cost about 0.5 µs more
+  per publication in-process. Past the bound, channels take the namespace path and nothing is evicted.
+"""
 CHANGES = (
     _CHANGES_1,
     _CHANGES_2,
@@ -230,6 +226,7 @@ CHANGES = (
     _CHANGES_9,
     _CHANGES_10,
     _CHANGES_11,
+    _CHANGES_12,
 )
 
 

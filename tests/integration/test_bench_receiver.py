@@ -83,10 +83,14 @@ async def test_counts_samples_pings_and_losses(pairs: list[tuple[socket.socket, 
             await receiver.record(False)
             servers[0].sendall(_publications(1))
             await _until(lambda: counters[1] == 5 * N + 2)
-            stats, latencies = await receiver.collect()
-            assert stats == {"delivered": 5 * N + 2, "lost": 0, "alive": N, "samples": 4}
+            stats, latencies, arrivals = await receiver.collect()
+            assert stats == {"delivered": 5 * N + 2, "lost": 0, "alive": N, "samples": 4, "arrival_samples": 4}
             assert len(latencies) == 4
             assert all(0 <= lat < 10_000_000_000 for lat in latencies)
+            # The same deliveries by the kernel's receive timestamps: each reached its socket before it was read
+            # (within 0.1 ms: the timestamp is converted from the wall clock).
+            assert len(arrivals) == 4
+            assert all(0 <= arrived <= read + 100_000 for arrived, read in zip(arrivals, latencies, strict=True))
 
             # A server ping ({} in a frame) is answered with the pong frame.
             servers[3].sendall(wire.server_frame(b"{}"))
@@ -96,7 +100,7 @@ async def test_counts_samples_pings_and_losses(pairs: list[tuple[socket.socket, 
             # A socket the server closes is lost.
             servers[2].close()
             for _ in range(200):
-                stats, _ = await receiver.collect()
+                stats, _, _ = await receiver.collect()
                 if stats["lost"]:
                     break
                 await asyncio.sleep(0.01)
