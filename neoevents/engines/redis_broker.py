@@ -52,7 +52,7 @@ log = logging.getLogger("neoevents.redis")
 
 DEFAULT_META_TTL: Final = 30 * 86400
 PUBLISHED: Final = (NO_POSITION, False)  # the result of a publication without history
-CACHE_SIZE: Final = 10_000  # channels whose encoded publish command heads are kept
+CACHE_SIZE: Final = 10_000  # channels whose encoded publish command heads (or script calls) are kept
 RESUBSCRIBE_CHECKS: Final = 256  # stream positions read at a time after PUB/SUB was re-established
 
 
@@ -175,10 +175,10 @@ class RedisBroker:
         if not key and (options.history_size <= 0 or options.history_ttl <= 0):
             head = self._publish_heads.get(channel)
             if head is None:
-                if len(self._publish_heads) >= CACHE_SIZE:
-                    self._publish_heads.clear()
                 name = (self._client_prefix + channel).encode()
-                head = self._publish_heads[channel] = b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%b\r\n" % (len(name), name)
+                head = b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%b\r\n" % (len(name), name)
+                if len(self._publish_heads) < CACHE_SIZE:  # once full, other channels' heads are built each time
+                    self._publish_heads[channel] = head
             return b"%b$%d\r\n%b\r\n" % (head, len(payload), payload), None, b"", payload
         history = options.history_size > 0 and options.history_ttl > 0
         plan = (

@@ -341,3 +341,26 @@ async def test_publish_many_is_each_publication_in_order(engine: Engine) -> None
     assert [p for p in engine.events.pubs if p[0] == "d"] == [("d", 0, b"2"), ("d", 0, b"6")]
     pubs, _ = await engine.broker.history("c", HistoryFilter(limit=-1))
     assert [(p.offset, bytes(p.data)) for p in pubs] == [(1, b"1"), (2, b"3"), (3, b"7")]
+
+
+async def test_plain_publications_to_many_channels_and_of_any_size_arrive_intact(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More channels than the Redis engine keeps encoded command heads for, and data whose length needs one,
+    two or three bytes in the encoded publication: every publication arrives whole, in its channel."""
+    monkeypatch.setattr("neoevents.engines.redis_broker.CACHE_SIZE", 2)
+    channels = [f"m{i}" for i in range(5)]
+    for channel in channels:
+        await engine.broker.subscribe(channel)
+    sizes = [1, 127, 128, 16383, 16384, 70000]
+    items = [
+        (channel, bytes([65 + k]) * size, PublishOptions()) for k, size in enumerate(sizes) for channel in channels
+    ]
+    if hasattr(engine.broker, "publish_many"):
+        await cast(BatchPublisher, engine.broker).publish_many(items)
+    for channel, data, options in items:
+        await engine.broker.publish(channel, data, options)
+    await engine.settle()
+    got = [(channel, data) for channel, _, data in engine.events.pubs if channel in channels]
+    expected = [(channel, data) for channel, data, _ in items]
+    assert got == (expected * 2 if hasattr(engine.broker, "publish_many") else expected)
