@@ -128,6 +128,12 @@ def _payload(data: Raw, b64data: str) -> bytes:
     return bytes(data)
 
 
+def _is_plain(p: PublishParams) -> bool:
+    """Plain data with no tags, idempotency key or history skip: when the server publishes it into a namespace
+    without publish rules, nothing beyond the namespace needs working out (see Executor._plain_target)."""
+    return not (p.b64data or p.tags or p.idempotency_key or p.skip_history) and p.data != EMPTY
+
+
 def _error(exc: ProtocolError) -> dict[str, Any]:
     return {"error": {"code": exc.code, "message": str(exc)}}
 
@@ -427,15 +433,7 @@ class Executor:
                 continue
             if type(params) is PublishParams:
                 try:
-                    if (
-                        who is None
-                        and not params.b64data
-                        and not params.tags
-                        and not params.idempotency_key
-                        and not params.skip_history
-                        and params.data != EMPTY
-                        and (target := plain(params.channel)) is not None
-                    ):
+                    if who is None and _is_plain(params) and (target := plain(params.channel)) is not None:
                         position, _ = engine_publish(params.channel, bytes(params.data), target[1])
                         name = target[0].name
                         counts[name] = counts.get(name, 0) + 1
@@ -522,16 +520,7 @@ class Executor:
         prepared: list[_Prepared] = []
         plain = self._plain_target
         for _, p in commands:
-            if (
-                who is None
-                and type(p) is PublishParams
-                and not p.b64data
-                and not p.tags
-                and not p.idempotency_key
-                and not p.skip_history
-                and p.data != EMPTY
-                and (target := plain(p.channel)) is not None
-            ):
+            if who is None and type(p) is PublishParams and _is_plain(p) and (target := plain(p.channel)) is not None:
                 # The common publication (see batch()): no check or options to work out beyond its namespace.
                 prepared.append((p.channel, bytes(p.data), target[0], target[1]))
                 continue

@@ -53,6 +53,7 @@ log = logging.getLogger("neoevents.redis")
 DEFAULT_META_TTL: Final = 30 * 86400
 PUBLISHED: Final = (NO_POSITION, False)  # the result of a publication without history
 CACHE_SIZE: Final = 10_000  # channels whose encoded publish command heads (or script calls) are kept
+_PUBLISH_HEAD: Final = b"*3\r\n$7\r\nPUBLISH\r\n"  # a PUBLISH of two arguments, before them
 RESUBSCRIBE_CHECKS: Final = 256  # stream positions read at a time after PUB/SUB was re-established
 
 
@@ -163,20 +164,12 @@ class RedisBroker:
     ) -> tuple[bytes, _ScriptCall | None, bytes, bytes]:
         """One publication's command: (encoded command, its script call or None for a plain ``PUBLISH``,
         epoch offered to the script, publication)."""
-        size = len(data)
-        if options.info is None and not options.tags and 0 < size < 0x4000:
-            # encode_publication's output for data alone (a one- or two-byte length), without its calls
-            payload = (
-                b"\x22%c%b" % (size, data) if size < 0x80 else b"\x22%c%c%b" % (size & 0x7F | 0x80, size >> 7, data)
-            )
-        else:
-            payload = encode_publication(data, options.info, options.tags)
+        payload = encode_publication(data, options.info, options.tags)
         key = options.idempotency_key
         if not key and (options.history_size <= 0 or options.history_ttl <= 0):
             head = self._publish_heads.get(channel)
             if head is None:
-                name = (self._client_prefix + channel).encode()
-                head = b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%b\r\n" % (len(name), name)
+                head = _PUBLISH_HEAD + bulk((self._client_prefix + channel).encode())
                 if len(self._publish_heads) < CACHE_SIZE:  # once full, other channels' heads are built each time
                     self._publish_heads[channel] = head
             return b"%b$%d\r\n%b\r\n" % (head, len(payload), payload), None, b"", payload

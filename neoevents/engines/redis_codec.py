@@ -61,7 +61,10 @@ def encode_info(info: ClientInfo) -> bytes:
 
 def encode_publication(data: bytes, info: ClientInfo | None, tags: dict[str, str]) -> bytes:
     """The Protobuf ``Publication`` with ``data``, ``info`` and ``tags`` (offset and epoch travel apart)."""
-    out = b"\x22" + _varint(len(data)) + data if data else b""
+    size = len(data)
+    if info is None and not tags and 0 < size < 0x4000:  # the common case, a one- or two-byte length
+        return b"\x22%c%b" % (size, data) if size < 0x80 else b"\x22%c%c%b" % (size & 0x7F | 0x80, size >> 7, data)
+    out = b"\x22" + _varint(size) + data if data else b""
     if info is not None:
         out += _field(b"\x2a", encode_info(info))
     for key, value in tags.items():
