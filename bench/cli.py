@@ -21,6 +21,7 @@ from bench.targets import DEFAULT_TARGETS, REPO, CentrifugoProtocolTarget, all_t
 
 RESULTS = REPO / "bench" / "results"
 DOCS = REPO / "docs" / "benchmarks.md"
+DRIFT_TARGET = "neoevents"  # measured again at the end of each scenario size (--drift-check)
 
 
 def _csv(value: str) -> list[str]:
@@ -70,6 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--warmup", type=float, help="seconds of warm-up before each measured window")
     run.add_argument("--window", type=float, help="seconds of each measured window")
     run.add_argument("--repeat", type=int, default=1, help="measure every scenario/target N times (interleaved)")
+    run.add_argument(
+        "--drift-check",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="measure neoevents again after the other targets of each scenario size, to show how much the "
+        "machine's speed moved meanwhile (default: on, except in quick mode)",
+    )
     run.add_argument("--neoevents-rev", default="", help="benchmark this git revision of neoevents, not the tree")
     run.add_argument("--output", type=Path, default=RESULTS, help="directory of the result file")
     run.add_argument("--docs", type=Path, default=DOCS, help="report to regenerate")
@@ -166,9 +174,11 @@ async def run_suite(args: argparse.Namespace, log: Any = print) -> dict[str, Any
         except RuntimeError as exc:
             log(f"connect-storm client unavailable (the storm rows will fail): {exc}")
     await asyncio.to_thread(receiver.binary)  # every scenario that reads deliveries needs it
+    drift_check = (not args.quick) if args.drift_check is None else args.drift_check
     try:
         for scenario in args.scenarios:
             for size, fn in sc.variants(scenario, sizes):
+                measured: list[str] = []  # targets measured at this size, in order
                 for repeat in range(max(1, args.repeat)):
                     for name in args.targets:
                         target = registry[name]
@@ -182,10 +192,22 @@ async def run_suite(args: argparse.Namespace, log: Any = print) -> dict[str, Any
                                 result["rows"].append(row.as_dict())
                             continue
                         log(f"{name}: {label}")
+                        at = _now()
+                        measured.append(name)
                         rows = await _run_one(ctx, target, scenario, size, fn, workdir, args.server_cpus or None)
                         for row in rows:
                             row.params["repeat"] = repeat
-                            result["rows"].append(row.as_dict())
+                            result["rows"].append({**row.as_dict(), "at": at})
+                # A second measurement of neoevents after the other targets of this size shows how far the
+                # machine's speed drifted while they ran (the report sets the two side by side).
+                if drift_check and DRIFT_TARGET in measured and measured[-1] != DRIFT_TARGET:
+                    log(f"{DRIFT_TARGET}: {scenario}{f' n={size}' if size else ''} again (drift check)")
+                    at = _now()
+                    target = registry[DRIFT_TARGET]
+                    rows = await _run_one(ctx, target, scenario, size, fn, workdir, args.server_cpus or None)
+                    for row in rows:
+                        row.params["repeat"] = 0
+                        result["rows"].append({**row.as_dict(), "at": at, "drift_check": True})
     finally:
         try:
             await pool.shutdown()
@@ -194,6 +216,10 @@ async def run_suite(args: argparse.Namespace, log: Any = print) -> dict[str, Any
     result["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     result["machine"]["loadavg_after"] = _loadavg()
     return result
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 async def _run_one(

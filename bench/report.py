@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 from collections.abc import Callable, Iterable
@@ -424,7 +425,7 @@ around the tables lives in `bench/report.py`.
 ## How to run
 
 ```bash
-make bench                                    # every scenario and target at the sizes below (~35 min)
+make bench                                    # every scenario and target at the sizes below (~45 min)
 .venv/bin/python -m bench run --quick         # tiny sizes, a few seconds per target
 .venv/bin/python -m bench run --scenarios fanout,idle --targets neoevents,centrifugo --fanout 1000,10000
 .venv/bin/python -m bench run --scenarios fanout --targets neoevents,python-socketio --fanout 1000:100,500:20
@@ -513,6 +514,12 @@ floor (`bench/floors/gofloor/`), all Go standard library only, are built with `g
   while CPU per delivery stays comparable. **RSS** is `/proc/<pid>/statm`;
   RSS per connection is (RSS with the connections - RSS before them) / connections.
 - Each target/scenario gets a fresh server. Warm-up, then the measured window (sizes below).
+- **Order and drift.** Each scenario size measures its targets one after the other, which takes minutes
+  at the larger sizes, and this machine's speed moves by tens of percent within the hour. Unless
+  `--no-drift-check` is given (and outside `--quick`), neoevents is measured again after the other targets
+  of each size; the two are compared in "How far the machine drifted during the run", and the other tables
+  use the first. `--repeat N` interleaves N rounds of all targets and keeps, per row, the round with the
+  least other load on the server's core.
 - Floors speak no protocol and check nothing: subscribers connect to `/sub/<channel>` and are subscribed.
   nats-server and the peers need no token either. Only neoevents and Centrifugo verify a JWT per connection.
 """
@@ -685,6 +692,56 @@ def _summary(rows: list[Row], result: dict[str, Any]) -> str:
         marks = "".join(f" {m}" for m in ("†", "‡") if any(m in f for f in found))
         lines.append([label + marks, _fmt(a, 2), _fmt(b, 2), _ratio(a, b), better])
     return _table(["metric", "neoevents", "Centrifugo", "neoevents / Centrifugo", ""], lines)
+
+
+DRIFT_MEASURES = {  # scenario: the cost compared in the drift table
+    "fanout": ("cpu_us_per_delivery", "CPU µs per delivery"),
+    "channels": ("cpu_us_per_delivery", "CPU µs per delivery"),
+    "idle": ("cpu_us_per_conn_s", "CPU µs per connection per s"),
+    "storm": ("cpu_us_per_connect", "CPU µs per connect"),
+    "recovery": ("cpu_us_per_reconnect", "CPU µs per reconnect"),
+    "api": ("cpu_us_per_publish", "CPU µs per publication"),
+}
+
+
+def _drift_table(result: dict[str, Any]) -> str:
+    """neoevents' first measurement of each scenario size beside the one taken again after the other targets
+    (``--drift-check``): how far the machine's speed moved while they ran."""
+    lines = []
+    for check in result["rows"]:
+        if not check.get("drift_check") or check["status"] != "ok" or check["scenario"] not in DRIFT_MEASURES:
+            continue
+        first = _first_measurement(result["rows"], check)
+        if first is None:
+            continue
+        key, label = DRIFT_MEASURES[check["scenario"]]
+        a, b = first["metrics"].get(key), check["metrics"].get(key)
+        lines.append(
+            [f"{check['scenario']} {_size(check)} {check['phase']}".replace("  ", " "), label, _fmt(a, 2),
+             _fmt(b, 2), _ratio(b, a), _minutes(first.get("at"), check.get("at"))]
+        )  # fmt: skip
+    if not lines:
+        return ""
+    header = ["row", "cost", "first", "again, after the other targets", "again / first", "minutes between"]
+    return _table(header, lines)
+
+
+def _first_measurement(rows: list[Row], check: Row) -> Row | None:
+    params = {k: v for k, v in check["params"].items() if k != "repeat"}
+    for row in rows:
+        if row.get("drift_check") or row["status"] != "ok":
+            continue
+        same = (row["target"], row["scenario"], row["phase"]) == (check["target"], check["scenario"], check["phase"])
+        if same and {k: v for k, v in row["params"].items() if k != "repeat"} == params:
+            return row
+    return None
+
+
+def _minutes(start: str | None, end: str | None) -> str:
+    if not start or not end:
+        return "—"
+    seconds = (dt.datetime.fromisoformat(end) - dt.datetime.fromisoformat(start)).total_seconds()
+    return f"{seconds / 60:.0f}"
 
 
 def _size(row: Row) -> str:
@@ -1001,6 +1058,8 @@ def best_rows(rows: list[Row]) -> list[Row]:
     least other load on the server's core (every repeat stays in the result file)."""
     chosen: dict[tuple[str, str, str, str], Row] = {}
     for row in rows:
+        if row.get("drift_check"):
+            continue  # only in the drift table
         params = {k: v for k, v in row["params"].items() if k != "repeat"}
         key = (row["target"], row["scenario"], row["phase"], json.dumps(params, sort_keys=True))
         best = chosen.get(key)
@@ -1039,6 +1098,15 @@ def render(result: dict[str, Any], source: Path, charts: dict[str, str]) -> str:
         "† = load generator at ≥ 90% of its core in that row; ‡ = a target could not keep up with the fixed "
         "rate.\n\n" + _summary(rows, result) + "\n" + _behind_notes()
     )
+    drift = _drift_table(result)
+    if drift:
+        parts.append(
+            "### How far the machine drifted during the run\n\nEach scenario size measures its targets one "
+            "after the other, so a ratio between two of them also carries any change in the machine's speed "
+            "between their turns. neoevents was measured again after the other targets of each size; this table "
+            "sets the two measurements side by side (the tables use the first). A cost that moved by more than "
+            "the gap between two targets means that gap is within the drift.\n\n" + drift + "\n"
+        )
     parts.append(_before_after(result))
     parts.append(
         "## neoevents compared with the peers\n\nThe frameworks applications use directly, each with its own "

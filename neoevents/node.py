@@ -324,7 +324,8 @@ class Node:
         subs = client.subs
         client.subs = {}
         for channel, sub in subs.items():
-            self.spawn(self.unsubscribe_client(client, channel, sub))
+            # Eagerly: with the memory engine nothing here waits, and a storm of closes then costs no task each.
+            self.run(self.unsubscribe_client(client, channel, sub))
 
     # ---- subscriptions -------------------------------------------------------------------------
 
