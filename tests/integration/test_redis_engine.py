@@ -154,7 +154,8 @@ async def test_presence_is_shared(cluster: Cluster) -> None:
         await erin2.client.disconnect()
 
         async def two_left() -> bool:
-            return (await api(a, "presence_stats", {"channel": channel})) == {"num_clients": 2, "num_users": 2}
+            stats: dict[str, Any] = await api(a, "presence_stats", {"channel": channel})
+            return stats == {"num_clients": 2, "num_users": 2}
 
         await eventually(two_left, "the disconnected client to leave presence on the other node")
 

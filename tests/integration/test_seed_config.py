@@ -87,7 +87,7 @@ async def test_seed_config_serves_tenant_channels_with_recovery(seed_server: Run
     result = reply["subscribe"]
     assert isinstance(result, dict)
     assert result["recovered"] is True
-    assert [p["data"]["n"] for p in result["publications"]] == [0, 1, 2]  # type: ignore[index]
+    assert [p["data"]["n"] for p in result["publications"]] == [0, 1, 2]
     await second.close()
 
     # The seed's allowed origin is enforced; the seed's Redis engine is the one running.

@@ -253,8 +253,8 @@ def json_frames(rng: random.Random, count: int) -> list[Frame]:
         elif kind == "semantic":
             payload = json.dumps(valid_command(rng, cid)).encode()
         elif kind == "huge":
-            payload = json.dumps({"id": cid, "publish": {"channel": "room:a", "data": "x" * (MESSAGE_LIMIT + 10)}})
-            payload = payload.encode()  # type: ignore[assignment]
+            huge = json.dumps({"id": cid, "publish": {"channel": "room:a", "data": "x" * (MESSAGE_LIMIT + 10)}})
+            payload = huge.encode()
         else:
             payload = json.dumps(valid_command(rng, cid)).encode()
             text = False

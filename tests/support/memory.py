@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from neoevents.protocol import codes
 from neoevents.protocol.codec import JSON, Codec
+
+if TYPE_CHECKING:
+    from neoevents.hub import SharedFrames
 
 
 class MemoryTransport:
@@ -27,6 +31,12 @@ class MemoryTransport:
 
     def send_frame(self, frame: bytes) -> None:
         self.sent.append(frame)
+
+    def send_shared(self, batch: SharedFrames) -> bool:
+        """Takes the channel batch's publications at once, each as its own payload; False, so that the batch
+        collects no more publications for this transport to miss."""
+        self.sent.extend(batch.payloads)
+        return False
 
     def close(self, disconnect: codes.Disconnect) -> None:
         self.closed = disconnect

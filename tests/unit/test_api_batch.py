@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from neoevents.transport.http import HttpRequest
 API_KEY = "batch-test-key"
 
 PUBLISH = {"publish": {"channel": "tenant:1:deployments", "data": {"n": 1}}}
-GOOD = [
+GOOD: list[dict[str, Any]] = [
     PUBLISH,
     {"publish": {"channel": "system:alerts", "data": [1, 2.50, "x"], "idempotency_key": "k1"}},
     {"publish": {"channel": "system:alerts", "data": {}, "idempotency_key": "k1"}},
@@ -99,7 +100,7 @@ def _call(endpoint: ApiEndpoint, commands: list[Any]) -> tuple[int, Any]:
 
 
 @pytest.fixture
-def loop() -> Any:
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     yield loop

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 import pytest
 
-from neoevents.protocol import client_pb2 as pb
+from neoevents.protocol import client_pb2
 from neoevents.protocol.codec import JSON, PROTOBUF, _varint
 from neoevents.protocol.messages import (
     ClientInfo,
@@ -17,6 +19,8 @@ from neoevents.protocol.messages import (
     Reply,
     SubscribeResult,
 )
+
+pb: Any = client_pb2  # generated code, untyped
 
 
 def test_json_decodes_newline_joined_commands_with_raw_payloads() -> None:

@@ -14,7 +14,7 @@ from neoevents.client import Client
 from neoevents.node import Node
 from neoevents.protocol import codes
 from neoevents.transport.flusher import Flusher
-from neoevents.transport.http import HttpProtocol
+from neoevents.transport.http import HttpProtocol, HttpRequest, HttpResponse
 from neoevents.transport.websocket import WebSocketConnection
 from tests.support.memory import MemoryTransport, settle
 from tests.unit.test_session import make_node, token
@@ -197,7 +197,7 @@ async def _open(node: Node, flusher: Flusher, user: str) -> _Transport:
     return transport
 
 
-async def _unused_handler(request: object) -> object:  # pragma: no cover - no plain HTTP request here
+async def _unused_handler(request: HttpRequest) -> HttpResponse:  # pragma: no cover - no plain HTTP request here
     raise AssertionError("not an upgrade")
 
 

@@ -111,7 +111,7 @@ async def test_subscription_token_cannot_connect(node: Node) -> None:
 async def test_alg_none_is_refused(node: Node) -> None:
     t = MemoryTransport()
     c = Client(node, t)
-    unsigned = jwt.encode({"sub": "mallory"}, None, algorithm="none")
+    unsigned = jwt.encode({"sub": "mallory"}, None, algorithm="none")  # type: ignore[arg-type]
     await feed(c, f'{{"id":1,"connect":{{"token":"{unsigned}"}}}}')
     assert t.closed == codes.DISCONNECT_INVALID_TOKEN
 

@@ -21,6 +21,8 @@ from neoevents.transport.flusher import Flusher
 from tests.unit.test_hub import Sub
 from tests.unit.test_websocket import FakeNode, FakeTransport
 
+pb: Any = client_pb2  # generated code, untyped
+
 pytestmark = pytest.mark.asyncio
 
 HANDSHAKE = {
@@ -169,7 +171,7 @@ def _protobuf_messages(data: bytes) -> list[Any]:
             shift += 7
             if not b & 0x80:
                 break
-        out.append(client_pb2.Reply.FromString(data[pos : pos + size]))
+        out.append(pb.Reply.FromString(data[pos : pos + size]))
         pos += size
     return out
 
@@ -198,7 +200,7 @@ async def test_a_subscriber_added_during_the_iteration_gets_only_what_follows() 
 async def test_a_subscriber_removed_during_the_iteration_gets_nothing_after() -> None:
     s = Setup(SHARED_MIN + 1)
     s.publish(1)
-    s.hub.remove("ch", s.clients[0])
+    s.hub.remove("ch", s.clients[0])  # type: ignore[arg-type]
     s.publish(2)
     await s.flush()
     assert _received(s.transports[0]) == [1]

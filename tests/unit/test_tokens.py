@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import jwt
@@ -75,7 +76,7 @@ def test_platform_claims_and_server_side_channels() -> None:
     assert json.loads(claims.info) == {"n": 1}
 
 
-def _b64(obj: dict[str, object]) -> str:
+def _b64(obj: Mapping[str, object]) -> str:
     return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
 
 
@@ -142,7 +143,9 @@ def now() -> int:
     return int(time.time())
 
 
-def _raw_token(header: dict[str, object], payload: dict[str, object], secret: bytes, digest: str = "sha256") -> str:
+def _raw_token(
+    header: Mapping[str, object], payload: Mapping[str, object], secret: bytes, digest: str = "sha256"
+) -> str:
     signing_input = f"{_b64(header)}.{_b64(payload)}"
     sig = hmac.new(secret, signing_input.encode(), digest).digest()
     return signing_input + "." + base64.urlsafe_b64encode(sig).rstrip(b"=").decode()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +78,7 @@ async def _reference_transcripts(scenario: Scenario, pool: ServerPool, fresh: li
 
 
 @pytest.fixture
-def fresh_servers() -> Any:
+def fresh_servers() -> Iterator[list[RunningServer]]:
     servers: list[RunningServer] = []
     yield servers
     for server in servers:

@@ -43,7 +43,7 @@ def test_json_commands_are_newline_joined() -> None:
 def test_protobuf_commands_encode_bytes_fields_as_json() -> None:
     frame = encode_commands([{"id": 7, "publish": {"channel": "a", "data": {"k": 1}}}], "protobuf")
     assert isinstance(frame, bytes)
-    command = Command()
+    command: Any = Command()
     command.ParseFromString(frame[1:])
     assert frame[0] == len(frame) - 1
     assert command.id == 7 and command.publish.data == b'{"k":1}'
@@ -52,7 +52,7 @@ def test_protobuf_commands_encode_bytes_fields_as_json() -> None:
 def test_unknown_protobuf_fields_are_visible() -> None:
     # Field 20 is not defined in client.proto (say, a field a newer server adds).
     pub = Publication(offset=1).SerializeToString() + bytes([20 << 3 | 2, 1, 3]) + b"abc"
-    reply = Reply()
+    reply: Any = Reply()
     reply.push.channel = "c"
     reply.push.pub.ParseFromString(pub)
     raw = reply.SerializeToString()
