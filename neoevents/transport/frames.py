@@ -6,6 +6,7 @@ import struct
 
 OP_TEXT = 0x1
 OP_BINARY = 0x2
+OP_CLOSE = 0x8
 
 
 def ws_frame(payload: bytes, binary: bool) -> bytes:
@@ -17,3 +18,22 @@ def ws_frame(payload: bytes, binary: bool) -> bytes:
     if n < 65536:
         return struct.pack("!BBH", first, 126, n) + payload
     return struct.pack("!BBQ", first, 127, n) + payload
+
+
+#: Longest close reason in bytes: a control frame carries at most 125 bytes, two of them the status code.
+MAX_CLOSE_REASON = 123
+
+
+def close_frame(payload: bytes) -> bytes:
+    """A close frame carrying ``payload`` (a status code and reason, at most 125 bytes, or nothing)."""
+    if len(payload) > 125:
+        raise ValueError("a close frame carries at most 125 bytes")
+    return bytes((0x80 | OP_CLOSE, len(payload))) + payload
+
+
+def close_reason(reason: str) -> str:
+    """``reason`` cut to what a close frame can carry (whole UTF-8 characters)."""
+    raw = reason.encode()
+    if len(raw) <= MAX_CLOSE_REASON:
+        return reason
+    return raw[:MAX_CLOSE_REASON].decode("utf-8", "ignore")

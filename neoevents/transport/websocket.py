@@ -1,15 +1,17 @@
 """The WebSocket connection: an asyncio protocol around the sans-I/O ``websockets`` state machine.
 
 Almost every frame a client sends is a complete, unfragmented, masked text or binary frame: those are
-unmasked and delivered directly. Anything else (control frames, fragments, a frame split across reads,
-reserved bits, unmasked or over-limit frames) engages :class:`websockets.server.ServerProtocol`, which from
-then on parses every byte of the connection, answers pings, enforces the message size limit (close 1009)
-and runs the closing handshake. The state machine is built only then: most connections never need one,
-which saves its construction and memory. Complete messages are passed to the session
-(:class:`~neoevents.client.Client`). Outgoing data frames bypass the library: fan-out hands us frames
-framed once for every subscriber, and we queue them and write once per loop iteration
-(:class:`~neoevents.transport.flusher.Flusher`). A connection whose unsent output exceeds the queue limit
-is closed with 3008, so a client that does not read cannot hold memory or slow anyone else down.
+unmasked and delivered directly. So is the usual end of a connection: a valid close frame from the client is
+echoed, and a close frame of ours is written by hand and completed by the client's. Anything else (pings,
+fragments, a frame split across reads, reserved bits, unmasked, over-limit or invalid frames) engages
+:class:`websockets.server.ServerProtocol`, which from then on parses every byte of the connection, answers
+pings, enforces the message size limit (close 1009) and runs the closing handshake. The state machine is
+built only then: most connections never need one, which saves its construction and memory.
+
+Complete messages are passed to the session (:class:`~neoevents.client.Client`). Outgoing data frames bypass
+the library: fan-out hands us frames framed once for every subscriber, and we queue them and write once per
+loop iteration (:class:`~neoevents.transport.flusher.Flusher`). A connection whose unsent output exceeds the
+queue limit is closed with 3008, so a client that does not read cannot hold memory or slow anyone else down.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import logging
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
-from websockets.frames import Frame, Opcode
+from websockets.exceptions import ProtocolError
+from websockets.frames import Close, Frame, Opcode
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
@@ -34,7 +37,7 @@ from neoevents.client import Client
 from neoevents.protocol import codes
 from neoevents.protocol.codec import JSON, PROTOBUF, Codec
 from neoevents.transport.flusher import Flusher
-from neoevents.transport.frames import ws_frame
+from neoevents.transport.frames import close_frame, close_reason, ws_frame
 from neoevents.transport.handshake import forbidden, handshake
 
 if TYPE_CHECKING:
@@ -103,6 +106,7 @@ def origin_allowed(origin: str | None, allowed: tuple[str, ...], host: str | Non
 class WebSocketConnection(asyncio.Protocol):
     __slots__ = (
         "_abort_handle",
+        "_close_sent",
         "_closing",
         "_flusher",
         "_frag",
@@ -138,6 +142,7 @@ class WebSocketConnection(asyncio.Protocol):
         # The event loop tells us (pause_writing) when unsent output passes the client queue limit.
         transport.set_write_buffer_limits(high=node.config.client_queue_max_size)
         self._closing = False
+        self._close_sent = False  # our close frame went out without the state machine (see close())
         self._frag: list[bytes] | None = None
         self._frag_text = False
         self._utf8: codecs.IncrementalDecoder | None = None
@@ -191,8 +196,8 @@ class WebSocketConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._ws is None:
             pos = self._fast_frames(data)
-            if pos == len(data):
-                return
+            if pos == len(data) or self._close_sent:
+                return  # after our close frame, whatever the fast path does not take is discarded
             data = data[pos:]
         ws = self._library()
         ws.receive_data(data)
@@ -215,6 +220,8 @@ class WebSocketConnection(asyncio.Protocol):
         while end - pos >= 6:  # the smallest masked frame
             b0 = data[pos]
             if b0 != 0x81 and b0 != 0x82:  # FIN, no reserved bits, text or binary
+                if b0 == 0x88 and self._fast_close(data, pos):
+                    return end  # nothing after a close frame is processed
                 break
             b1 = data[pos + 1]
             if not b1 & 0x80:  # unmasked: a protocol error the state machine reports
@@ -242,6 +249,29 @@ class WebSocketConnection(asyncio.Protocol):
             pos = stop
             self._deliver(payload, text)
         return pos
+
+    def _fast_close(self, data: bytes, pos: int) -> bool:
+        """The closing handshake without the state machine, for a complete, masked close frame at ``pos``
+        with a valid payload; False (nothing done) for anything else, which the state machine then handles.
+
+        The peer's close is answered with its own code and reason, as the state machine would, after what is
+        already queued; the TCP connection is closed once that is written. After our own close (see
+        :meth:`close`), the peer's close frame completes the handshake."""
+        b1 = data[pos + 1]
+        n = b1 & 0x7F
+        if not b1 & 0x80 or n > 125 or pos + 6 + n > len(data):
+            return False
+        payload = apply_mask(data[pos + 6 : pos + 6 + n], data[pos + 2 : pos + 6])
+        if not self._close_sent:
+            try:
+                Close.parse(payload)  # checks the status code and that the reason is UTF-8
+            except (ProtocolError, UnicodeDecodeError):
+                return False
+            self.send_frame(close_frame(payload))
+            self.flush()
+        self._closing = True
+        self.transport.close()
+        return True
 
     def _on_frame(self, frame: Frame) -> bool:
         """Handle a data frame; False when it failed the connection (invalid UTF-8).
@@ -382,10 +412,17 @@ class WebSocketConnection(asyncio.Protocol):
         self._closing = True
         if pending is not None:
             self.transport.write(_joined(pending))
-        ws = self._library()
-        if ws.state is State.OPEN:
-            ws.send_close(disconnect.code, disconnect.reason)
-        self._write_library_output()
+        reason = close_reason(disconnect.reason)
+        ws = self._ws
+        if ws is None:
+            # No frame has needed the state machine: the close frame is written here, and the fast path
+            # takes the peer's answer.
+            self._close_sent = True
+            self.transport.write(close_frame(Close(disconnect.code, reason).serialize()))
+        else:
+            if ws.state is State.OPEN:
+                ws.send_close(disconnect.code, reason)
+            self._write_library_output()
         loop = asyncio.get_running_loop()
         self._abort_handle = loop.call_later(CLOSE_GRACE, self.transport.abort)
 

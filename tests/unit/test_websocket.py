@@ -19,7 +19,7 @@ from websockets.uri import parse_uri
 
 from neoevents.config import Config
 from neoevents.metrics import Metrics
-from neoevents.protocol.codes import DISCONNECT_SHUTDOWN
+from neoevents.protocol.codes import DISCONNECT_SHUTDOWN, Disconnect
 from neoevents.transport.echo import EchoConnection
 from neoevents.transport.flusher import Flusher
 
@@ -204,6 +204,89 @@ async def test_client_close_is_echoed_and_the_connection_ends() -> None:
     assert close_code(frames) == 1001
     assert peer.transport.closed
     assert peer.client.state in (State.CLOSING, State.CLOSED)
+
+
+# ---- the closing handshake without the state machine ----------------------------------------------------
+
+
+@pytest.mark.parametrize(("code", "reason"), [(1000, ""), (4001, "ünïcode bye"), (None, "")])
+async def test_client_close_is_echoed_without_the_state_machine(code: int | None, reason: str) -> None:
+    peer = Peer()
+    peer.client.send_close(code, reason)
+    [close] = peer.client.data_to_send()
+    frames = await peer.send(text("before"), close, text("never"))
+    payload = b"" if code is None else Close(code, reason).serialize()
+    assert [(f.opcode, f.data) for f in frames] == [(Opcode.TEXT, b"before"), (Opcode.CLOSE, payload)]
+    assert peer.transport.closed
+    assert peer.conn._ws is None
+    # The client got its own close back: for it the handshake is complete.
+    assert peer.client.close_sent is not None and peer.client.close_rcvd == peer.client.close_sent
+
+
+async def test_client_close_echo_comes_after_what_is_queued() -> None:
+    peer = Peer()
+    peer.conn.send_frame(peer.conn.frame(b"queued"))
+    frames = await peer.send(Frame(Opcode.CLOSE, Close(1001, "").serialize()))
+    assert [f.opcode for f in frames] == [Opcode.TEXT, Opcode.CLOSE]
+    assert frames[0].data == b"queued"
+
+
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [
+        (b"\x03", 1002),  # one byte: no room for a status code
+        ((1005).to_bytes(2, "big"), 1002),  # a code that may not be sent
+        ((2999).to_bytes(2, "big"), 1002),  # an unassigned code
+        ((1000).to_bytes(2, "big") + b"\xff", 1007),  # a reason that is not UTF-8
+    ],
+    ids=["short", "1005", "2999", "bad-utf8"],
+)
+async def test_invalid_client_close_fails_through_the_state_machine(payload: bytes, code: int) -> None:
+    peer = Peer()
+    frames = await peer.send(Frame(Opcode.CLOSE, payload))
+    assert close_code(frames) == code
+    assert peer.conn._ws is not None
+
+
+async def test_server_close_is_completed_by_the_client_close_without_the_state_machine() -> None:
+    peer = Peer()
+    peer.conn.send_frame(peer.conn.frame(b"last"))
+    peer.conn.close(DISCONNECT_SHUTDOWN)
+    peer._pump()
+    frames = [f for f in peer.client.events_received() if isinstance(f, Frame)]
+    assert [f.opcode for f in frames] == [Opcode.TEXT, Opcode.CLOSE]
+    assert Close.parse(frames[1].data) == Close(DISCONNECT_SHUTDOWN.code, DISCONNECT_SHUTDOWN.reason)
+    assert not peer.transport.closed  # waiting for the client's close frame
+    # The client answers (its state machine echoes our close); data frames it sent before are not handled.
+    echo = b"".join(peer.client.data_to_send())
+    frames = await peer.send(text("ignored"), echo)
+    assert frames == []
+    assert peer.transport.closed
+    assert peer.conn._ws is None
+
+
+async def test_server_close_discards_what_the_fast_path_does_not_take() -> None:
+    peer = Peer()
+    peer.conn.close(DISCONNECT_SHUTDOWN)
+    frames = await peer.send(Frame(Opcode.PING, b"p"), text("x"))
+    assert frames[-1].opcode is Opcode.CLOSE and len(frames) == 1  # no pong, no echo
+    assert not peer.transport.closed and peer.conn._ws is None
+    peer.conn.eof_received()  # the client goes away without its close frame
+    assert peer.transport.closed
+
+
+@pytest.mark.parametrize("library", [False, True], ids=["by-hand", "state-machine"])
+async def test_a_long_close_reason_is_cut_to_fit_a_control_frame(library: bool) -> None:
+    peer = Peer()
+    if library:
+        await peer.send(Frame(Opcode.PING, b""))  # builds the state machine
+        peer.client.events_received()
+    peer.conn.close(Disconnect(4500, "é" * 100))  # 200 bytes of UTF-8
+    peer._pump()
+    [frame] = [f for f in peer.client.events_received() if isinstance(f, Frame)]
+    close = Close.parse(frame.data)
+    assert close.code == 4500
+    assert close.reason == "é" * 61  # 122 bytes: whole characters within 123
 
 
 # ---- the fast path for plain data frames and the hand-over to the state machine -------------------------
