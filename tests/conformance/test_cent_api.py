@@ -209,6 +209,20 @@ async def test_disconnect_user(server: RunningServer, cent: Call) -> None:
         assert bystander.events.of("disconnected") == []
 
 
+async def test_disconnect_reason_is_cut_to_fit_the_close_frame(server: RunningServer, cent: Call) -> None:
+    """A close frame holds 123 bytes of reason: a longer one (120 two-byte characters) is cut at a character
+    boundary, and the API call and the close still succeed."""
+    if server.kind != "neoevents":
+        pytest.skip("neoevents' own bound on close reasons")
+    user = unique("user-")
+    async with sdk_client(server.ws_url, False, token=server.token(user)) as c:
+        await connected(c)
+        await cent(DisconnectRequest(user=user, disconnect=Disconnect(code=4501, reason="é" * 120)))
+        [disconnected] = await c.events.wait("disconnected")
+        assert (disconnected.code, disconnected.reason) == (4501, "é" * 61)
+        assert c.client.state == ClientState.DISCONNECTED
+
+
 async def test_refresh_expired(server: RunningServer, cent: Call) -> None:
     user = unique("user-")
     async with sdk_client(server.ws_url, False, token=server.token(user)) as c:
