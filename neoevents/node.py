@@ -1,9 +1,9 @@
 """The node: owns the configuration, the engine, the hub and every client session.
 
 Clients and the server API call into the node; the broker calls back into it
-(:class:`~neoevents.engines.base.BrokerEventHandler`). A once-a-second tick drives pings, pong
+(:class:`~neoevents.engines.base.BrokerEventHandler`). A tick ten times a second drives pings, pong
 deadlines, stale connections and token expiry with a timing wheel, so idle connections cost no
-timers of their own.
+timers of their own, and each tick pings a tenth of a second's share of them (no burst of writes).
 """
 
 from __future__ import annotations
@@ -53,6 +53,10 @@ if TYPE_CHECKING:
     from neoevents.client import Client, Subscription
 
 MAX_TTL = 365 * 24 * 3600
+#: Seconds between housekeeping ticks: the ping wheel has one slot per tick of the ping interval.
+TICK = 0.1
+#: Ticks between sweeps of the engine's expired entries (10 s).
+SWEEP_TICKS = round(10 / TICK)
 
 log = logging.getLogger("neoevents.node")
 
@@ -105,7 +109,7 @@ class Node:
         self.clients: dict[str, Client] = {}
         self.users: dict[str, set[Client]] = {}
         self._pending: dict[Client, float] = {}  # opened, not yet connected -> stale deadline
-        self._wheel_size = max(1, int(config.ping_interval))
+        self._wheel_size = max(1, round(config.ping_interval / TICK))
         self._wheel: list[set[Client]] = [set() for _ in range(self._wheel_size)]
         self._slot_of: dict[Client, int] = {}
         self._tick_count = 0
@@ -270,12 +274,13 @@ class Node:
         if users is None:
             users = self.users[client.user] = set()
         users.add(client)
-        # The first ping comes between half an interval and a full interval after connect (uniformly).
-        first = (self._wheel_size + 1) // 2
-        delay = first + int(random.random() * (self._wheel_size - first + 1))
-        slot = (self._tick_count + delay) % self._wheel_size
-        self._wheel[slot].add(client)
-        self._slot_of[client] = slot
+        if self.config.ping_interval > 0:  # 0: no pings (the connect reply says so with "ping": 0)
+            # The first ping comes between half an interval and a full interval after connect (uniformly).
+            first = (self._wheel_size + 1) // 2
+            delay = first + int(random.random() * (self._wheel_size - first + 1))
+            slot = (self._tick_count + delay) % self._wheel_size
+            self._wheel[slot].add(client)
+            self._slot_of[client] = slot
         self._schedule_expiry(client)
         self.metrics.connections += 1
 
@@ -706,7 +711,7 @@ class Node:
 
     async def _tick_forever(self) -> None:
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(TICK)
             try:
                 self.tick()
             except Exception:  # pragma: no cover - must never stop the ticker
@@ -716,12 +721,10 @@ class Node:
         now = time.monotonic()
         self._tick_count += 1
         # Stale connections: opened but never sent connect.
-        stale = [c for c, deadline in self._pending.items() if deadline <= now]
-        for client in stale:
+        for client in _due(self._pending, now):
             client.disconnect(codes.DISCONNECT_STALE)
         # Pong deadlines.
-        late = [c for c, deadline in self._pongs.items() if deadline <= now]
-        for client in late:
+        for client in _due(self._pongs, now):
             del self._pongs[client]
             if client.ping_sent > 0:
                 client.disconnect(codes.DISCONNECT_NO_PONG)
@@ -736,6 +739,7 @@ class Node:
             transport.send_frame(frame)
             if client.ping_sent <= 0:
                 client.ping_sent = now
+                self._pongs.pop(client, None)  # (re)inserted last: the table stays in deadline order
                 self._pongs[client] = pong_deadline
         # Connection token expiry.
         wall = time.time()
@@ -746,5 +750,16 @@ class Node:
                 expiring.disconnect(codes.DISCONNECT_EXPIRED)
         self._expire_subscriptions(wall)
         sweep = getattr(self.broker, "sweep", None)
-        if sweep is not None and self._tick_count % 10 == 0:
+        if sweep is not None and self._tick_count % SWEEP_TICKS == 0:
             sweep()
+
+
+def _due(deadlines: dict[Client, float], now: float) -> list[Client]:
+    """The clients whose deadline has passed. Deadlines are added in the order they fall due (a fixed delay
+    from the monotonic clock), so the scan stops at the first one still ahead: a tick costs what is due."""
+    due = []
+    for client, deadline in deadlines.items():
+        if deadline > now:
+            break
+        due.append(client)
+    return due

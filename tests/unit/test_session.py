@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import jwt
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from neoevents.client import Client
 from neoevents.config import Config, NamespaceOptions
 from neoevents.engines.memory import MemoryBroker, MemoryPresenceManager
-from neoevents.node import Node
+from neoevents.node import TICK, Node, _due
 from neoevents.protocol import codes
 from tests.support.memory import MemoryTransport, settle
 
@@ -135,6 +136,46 @@ async def test_missing_pong_disconnects_with_3012(node: Node) -> None:
     node._pongs[c] = 0.0  # the pong deadline has passed
     node.tick()
     assert t.closed == codes.DISCONNECT_NO_PONG
+
+
+async def test_pings_are_spread_over_the_ticks_of_the_interval(node: Node) -> None:
+    """Every connected client is pinged once per ping interval, and no tick sends more than a small share of
+    the pings (a once-a-second tick used to send a twenty-fifth of them in one burst)."""
+    assert node._wheel_size == round(node.config.ping_interval / TICK)
+    transports = [MemoryTransport() for _ in range(500)]
+    for t in transports:
+        c = Client(node, t)
+        c.on_message(f'{{"id":1,"connect":{{"token":"{token()}"}}}}'.encode())
+        t.sent.clear()
+    per_tick = []
+    for _ in range(node._wheel_size):
+        before = sum(len(t.sent) for t in transports)
+        node.tick()
+        per_tick.append(sum(len(t.sent) for t in transports) - before)
+    assert [t.sent for t in transports] == [[b"{}"]] * len(transports)  # each pinged exactly once per turn
+    assert max(per_tick) <= 25  # 5% of the clients; about 4 a tick on average over the half turn they start in
+
+
+async def test_a_ping_interval_of_zero_sends_no_pings() -> None:
+    node = Node(Config(token_hmac_secret_key=SECRET, ping_interval=0), MemoryBroker(), MemoryPresenceManager())
+    await node.broker.start(node)
+    t = MemoryTransport()
+    c = Client(node, t)
+    await feed(c, f'{{"id":1,"connect":{{"token":"{token()}"}}}}')
+    [connect] = t.replies()
+    assert "ping" not in connect["connect"]  # type: ignore[operator]
+    t.sent.clear()
+    for _ in range(20):
+        node.tick()
+    assert t.sent == [] and c.ping_sent == 0
+
+
+def test_due_deadlines_are_found_in_order_and_the_scan_stops_at_the_first_ahead() -> None:
+    a, b, c = object(), object(), object()
+    deadlines: dict[Any, float] = {a: 1.0, b: 2.0, c: 3.0}
+    assert _due(deadlines, 0.5) == []
+    assert _due(deadlines, 2.0) == [a, b]
+    assert _due(deadlines, 9.0) == [a, b, c]
 
 
 async def test_stale_connection_disconnects_with_3502(node: Node) -> None:
