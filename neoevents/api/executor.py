@@ -339,7 +339,7 @@ class Executor:
             code = p.disconnect.code
             if not (3000 <= code <= 4999):
                 raise _bad_request()
-            disconnect = codes.Disconnect(code, p.disconnect.reason[:120])
+            disconnect = codes.Disconnect(code, codes.close_reason(p.disconnect.reason))  # as sent to other nodes too
         await self.node.cluster.disconnect(p.user, disconnect, p.client, tuple(p.whitelist))
         return {}
 

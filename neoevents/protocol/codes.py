@@ -41,6 +41,18 @@ class Disconnect:
         return 3000 <= self.code < 3500 or 4000 <= self.code < 4500
 
 
+#: Longest disconnect reason in bytes: a WebSocket close frame carries at most 125, two of them the code.
+MAX_CLOSE_REASON: Final = 123
+
+
+def close_reason(reason: str) -> str:
+    """``reason`` cut to what a close frame can carry (whole UTF-8 characters)."""
+    raw = reason.encode()
+    if len(raw) <= MAX_CLOSE_REASON:
+        return reason
+    return raw[:MAX_CLOSE_REASON].decode("utf-8", "ignore")
+
+
 ERROR_INTERNAL: Final = ErrorCode(100, "internal server error", temporary=True)
 ERROR_UNAUTHORIZED: Final = ErrorCode(101, "unauthorized")
 ERROR_UNKNOWN_CHANNEL: Final = ErrorCode(102, "unknown channel")

@@ -20,20 +20,8 @@ def ws_frame(payload: bytes, binary: bool) -> bytes:
     return struct.pack("!BBQ", first, 127, n) + payload
 
 
-#: Longest close reason in bytes: a control frame carries at most 125 bytes, two of them the status code.
-MAX_CLOSE_REASON = 123
-
-
 def close_frame(payload: bytes) -> bytes:
     """A close frame carrying ``payload`` (a status code and reason, at most 125 bytes, or nothing)."""
     if len(payload) > 125:
         raise ValueError("a close frame carries at most 125 bytes")
     return bytes((0x80 | OP_CLOSE, len(payload))) + payload
-
-
-def close_reason(reason: str) -> str:
-    """``reason`` cut to what a close frame can carry (whole UTF-8 characters)."""
-    raw = reason.encode()
-    if len(raw) <= MAX_CLOSE_REASON:
-        return reason
-    return raw[:MAX_CLOSE_REASON].decode("utf-8", "ignore")

@@ -37,7 +37,7 @@ from neoevents.client import Client
 from neoevents.protocol import codes
 from neoevents.protocol.codec import JSON, PROTOBUF, Codec
 from neoevents.transport.flusher import Flusher
-from neoevents.transport.frames import close_frame, close_reason, ws_frame
+from neoevents.transport.frames import close_frame, ws_frame
 from neoevents.transport.handshake import forbidden, handshake
 
 if TYPE_CHECKING:
@@ -412,7 +412,7 @@ class WebSocketConnection(asyncio.Protocol):
         self._closing = True
         if pending is not None:
             self.transport.write(_joined(pending))
-        reason = close_reason(disconnect.reason)
+        reason = codes.close_reason(disconnect.reason)  # also for commands from other nodes
         ws = self._ws
         if ws is None:
             # No frame has needed the state machine: the close frame is written here, and the fast path
