@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--idle", type=int, help="connections in the idle scenario")
     run.add_argument("--idle-window", type=float, help="seconds measured in the idle scenario")
     run.add_argument("--storm", type=int, help="connections opened in the connect storm")
+    run.add_argument("--storm-rounds", type=int, help="connect storms per target (the row is the median one)")
     run.add_argument("--recovery", type=int, help="clients of the reconnect-with-recovery storm")
     run.add_argument("--warmup", type=float, help="seconds of warm-up before each measured window")
     run.add_argument("--window", type=float, help="seconds of each measured window")
@@ -98,6 +99,7 @@ def sizes_from(args: argparse.Namespace) -> sc.Sizes:
         "idle_connections": args.idle,
         "idle_window": args.idle_window,
         "storm_connections": args.storm,
+        "storm_rounds": args.storm_rounds,
         "recovery_connections": args.recovery,
         "warmup": args.warmup,
         "window": args.window,

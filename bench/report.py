@@ -299,6 +299,13 @@ def _fixed_rates(sizes: dict[str, Any]) -> dict[int, float]:
     return {n: rates.get(n) or max(1.0, fallback / n) for n in sizes["fanout_subscribers"]}
 
 
+def _rounds(rates: Any) -> str:
+    """The rates of a row's storms, in the order they ran ("" for results from before storms were repeated)."""
+    if not isinstance(rates, list) or not rates:
+        return ""
+    return ", ".join(_fmt(rate) for rate in rates)
+
+
 def _other_load(m: dict[str, Any]) -> float | None:
     """Share of the server's core used by neither the server process nor softirq: a lower bound for what
     other processes took (softirq ticks are also charged to the process they interrupted)."""
@@ -522,7 +529,10 @@ floor (`bench/floors/gofloor/`), all Go standard library only, are built with `g
   when other load is high the server got less than a core, and its rate and latency in that row suffer
   while CPU per delivery stays comparable. **RSS** is `/proc/<pid>/statm`;
   RSS per connection is (RSS with the connections - RSS before them) / connections.
-- Each target/scenario gets a fresh server. Warm-up, then the measured window (sizes below).
+- Each target/scenario gets a fresh server. Warm-up, then the measured window (sizes below). A connect storm
+  lasts two or three seconds, short enough for a brief stall of the machine to move its rate by a tenth, so
+  each target runs three storms on its server (closing each storm's connections and waiting for the server to
+  go idle before the next) and its row is the storm with the median rate.
 - **Order and drift.** Each scenario size measures its targets one after the other, which takes minutes
   at the larger sizes, and this machine's speed moves by tens of percent within the hour. Unless
   `--no-drift-check` is given (and outside `--quick`), neoevents is measured again after the other targets
@@ -1198,7 +1208,8 @@ def render(result: dict[str, Any], source: Path, charts: dict[str, str]) -> str:
         lines = [
             [f"`{r['target']}`{_mark(r)}", _fmt(r["metrics"].get("ok")), _fmt(r["metrics"].get("connects_per_s")),
              _fmt(r["metrics"].get("cpu_us_per_connect")), _fmt(r["metrics"].get("server_cpu_util"), 2),
-             _fmt(_other_load(r["metrics"]), 2), _fmt(r["metrics"].get("client_cpu_util"), 2)]
+             _fmt(_other_load(r["metrics"]), 2), _fmt(r["metrics"].get("client_cpu_util"), 2),
+             _rounds(r["metrics"].get("connects_per_s_rounds"))]
             for r in found
         ]  # fmt: skip
         parts.append(
@@ -1207,9 +1218,11 @@ def render(result: dict[str, Any], source: Path, charts: dict[str, str]) -> str:
             "user plus a "
             "`subscribe`; counted when the subscribe reply arrives (the 101 for floors and Channels, whose "
             "consumer joins the group before accepting; the PONG for NATS; the `40` connect reply for socket.io, "
-            "sent after the connect handler joined the room).\n\n"
+            "sent after the connect handler joined the room). Each target runs several storms on the same "
+            "server; the row is the one with the median rate, and the last column gives the rates of all "
+            "of them in the order they ran.\n\n"
             + _table(["target", "connections", "connect+subscribe/s", "CPU µs per connection", "server CPU",
-                      "other load", "client CPU"], lines)
+                      "other load", "client CPU", "every storm's rate"], lines)
             + "\n"
         )  # fmt: skip
     found = _ok(rows, "recovery")

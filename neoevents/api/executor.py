@@ -138,8 +138,8 @@ def _error(exc: ProtocolError) -> dict[str, Any]:
     return {"error": {"code": exc.code, "message": str(exc)}}
 
 
-#: How many channels :meth:`Executor._plain_target` remembers one by one (the first ones published to).
-_PLAIN_CHANNELS: Final = 4096
+#: How many channels :meth:`Executor._plain_target` remembers one by one; a full table starts over.
+_PLAIN_CHANNELS: Final = 16_384
 #: The reply to a publication without a stream position (never changed: replies only get encoded).
 _NO_POSITION: Final[dict[str, Any]] = {"publish": {}}
 
@@ -467,9 +467,10 @@ class Executor:
     def _plain_target(self, channel: str) -> tuple[NamespaceOptions, PublishOptions] | None:
         """The namespace and engine options of a channel whose publications by the server need no check beyond
         its namespace (a known one without publish rules), or None: the publication then takes the full path,
-        which reports why it cannot be published. Remembered per namespace, and also per channel for the first
-        ``_PLAIN_CHANNELS`` channels (a dictionary hit instead of the namespace lookup; once full, other
-        channels take the namespace path, so a rotation over many channels never evicts anything)."""
+        which reports why it cannot be published. Remembered per namespace, and also per channel (a dictionary
+        hit instead of the namespace lookup) in a table of ``_PLAIN_CHANNELS`` that starts over when full: on a
+        long-running server whose channels come and go, the channels published to now keep their fast path,
+        each back in the table after one miss."""
         target = self._plain_channels.get(channel)
         if target is not None:
             return target
@@ -484,7 +485,9 @@ class Executor:
             found = None if ns.name in node.rules.namespaces else (ns, node.publish_options(ns))
             entry = self._plain_targets[ns.name] = (ns, found)
         target = entry[1]
-        if target is not None and len(self._plain_channels) < _PLAIN_CHANNELS:
+        if target is not None:
+            if len(self._plain_channels) >= _PLAIN_CHANNELS:
+                self._plain_channels.clear()
             self._plain_channels[channel] = target
         return target
 

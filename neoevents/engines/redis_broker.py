@@ -52,7 +52,9 @@ log = logging.getLogger("neoevents.redis")
 
 DEFAULT_META_TTL: Final = 30 * 86400
 PUBLISHED: Final = (NO_POSITION, False)  # the result of a publication without history
-CACHE_SIZE: Final = 10_000  # channels whose encoded publish command heads (or script calls) are kept
+#: Channels whose encoded publish command heads (and, apart, script calls) are kept. A full table starts over,
+#: so channels that come and go (one per deployment, say) never freeze it: the hot ones are back after one miss.
+CACHE_SIZE: Final = 16_384
 _PUBLISH_HEAD: Final = b"*3\r\n$7\r\nPUBLISH\r\n"  # a PUBLISH of two arguments, before them
 RESUBSCRIBE_CHECKS: Final = 256  # stream positions read at a time after PUB/SUB was re-established
 
@@ -170,8 +172,9 @@ class RedisBroker:
             head = self._publish_heads.get(channel)
             if head is None:
                 head = _PUBLISH_HEAD + bulk((self._client_prefix + channel).encode())
-                if len(self._publish_heads) < CACHE_SIZE:  # once full, other channels' heads are built each time
-                    self._publish_heads[channel] = head
+                if len(self._publish_heads) >= CACHE_SIZE:
+                    self._publish_heads.clear()
+                self._publish_heads[channel] = head
             return b"%b$%d\r\n%b\r\n" % (head, len(payload), payload), None, b"", payload
         history = options.history_size > 0 and options.history_ttl > 0
         plan = (
