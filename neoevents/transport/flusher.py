@@ -8,12 +8,21 @@ When a channel batch (:class:`~neoevents.hub.SharedFrames`) is queued, the flush
 iteration, once: publications usually come from requests read in the previous iteration, and the ones read
 meanwhile then join the same batches and share their writes. The cost is one loop iteration of latency for
 those deliveries; a flush is never held twice in a row, so a steady stream of publications cannot hold it back.
+
+A round of more than :data:`SLICE` connections (a fan-out to a big channel) is written a slice at a time, one
+slice per loop iteration. Between slices the loop reads what has arrived and runs it, so a fan-out to ten
+thousand subscribers (tens of milliseconds of writes) does not hold up every other connection's commands,
+pings and publications until it ends; and a publication read meanwhile joins the queues of the subscribers not
+yet written, which then get both in one write.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from typing import Final, Protocol
+
+#: Most connections written in one loop iteration (see the module docstring).
+SLICE: Final = 1024
 
 
 class Flushable(Protocol):
@@ -58,7 +67,13 @@ class Flusher:
             return
         self._hold = self._held = False
         dirty = self._dirty
-        self._dirty = []
-        self._scheduled = False
+        if len(dirty) > SLICE:
+            # The rest goes first in the next round; connections marked meanwhile follow it.
+            self._dirty = dirty[SLICE:]
+            self._loop.call_soon(self._run)
+            dirty = dirty[:SLICE]
+        else:
+            self._dirty = []
+            self._scheduled = False
         for conn in dirty:
             conn.flush()

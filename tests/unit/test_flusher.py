@@ -70,3 +70,26 @@ async def test_mark_holding_is_mark_then_hold() -> None:
     assert (conn.flushes, other.flushes) == (1, 1)
     await asyncio.sleep(0)
     assert (conn.flushes, other.flushes) == (1, 1)
+
+
+async def test_a_big_round_is_written_a_slice_per_iteration_and_later_marks_follow_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("neoevents.transport.flusher.SLICE", 2)
+    flusher = Flusher(asyncio.get_running_loop())
+    conns = [Conn() for _ in range(5)]
+    for conn in conns:
+        flusher.mark(conn)
+    await asyncio.sleep(0)
+    assert [c.flushes for c in conns] == [1, 1, 0, 0, 0]
+    late = Conn()
+    flusher.mark(late)  # marked between slices: written after the rest of the round
+    flusher.mark(conns[0])  # written already in this round, and given more
+    await asyncio.sleep(0)
+    assert [c.flushes for c in conns] == [1, 1, 1, 1, 0] and late.flushes == 0
+    await asyncio.sleep(0)
+    assert [c.flushes for c in conns] == [1, 1, 1, 1, 1] and late.flushes == 1
+    await asyncio.sleep(0)
+    assert [c.flushes for c in conns] == [2, 1, 1, 1, 1] and late.flushes == 1
+    await asyncio.sleep(0)
+    assert [c.flushes for c in conns] == [2, 1, 1, 1, 1] and late.flushes == 1

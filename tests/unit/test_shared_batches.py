@@ -264,3 +264,24 @@ async def test_a_batch_no_subscriber_took_collects_nothing() -> None:
     assert not s.hub._shared
     await s.flush()
     assert all(_received(t) == ["close"] for t in s.transports)
+
+
+async def test_a_publication_read_between_slices_of_a_big_flush_joins_the_subscribers_not_yet_written(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("neoevents.transport.flusher.SLICE", 4)
+    s = Setup(SHARED_MIN + 2)  # ten subscribers: three slices
+    s.publish(1)
+    await s.flush()  # held once for the batch, then the first slice
+    assert [len(t.chunks) for t in s.transports] == [1] * 4 + [0] * 6
+    s.publish(2)  # read while the rest of the round waits
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    # The first four got the second publication on its own; the others got both in one write (the same
+    # bytes for each of them, and what the first four got in two).
+    assert [len(t.chunks) for t in s.transports] == [2] * 4 + [1] * 6
+    joined = s.transports[4].chunks[0]
+    assert all(t.chunks == [joined] for t in s.transports[5:]) and joined == s.transports[0].out
+    assert all(_received(t) == [1, 2] for t in s.transports)
