@@ -573,15 +573,28 @@ async def storm(ctx: Context, target: RunningTarget, n: int) -> list[Row]:
         ctx.log(f"    {m['connects_per_s']} connects/s, {m['cpu_us_per_connect']} µs CPU each")
         rounds.append((opened, m))
         if opened["failed"]:
-            break  # a failing target fails the row; more rounds would only repeat it
-    rates = [m["connects_per_s"] for _, m in rounds]
-    opened, m = sorted(rounds, key=lambda r: float(r[1]["connects_per_s"]))[(len(rounds) - 1) // 2]
-    m["connects_per_s_rounds"] = rates
-    status, note = ("ok", "") if not opened["failed"] else ("failed", f"{opened['failed']} failed: {opened['errors']}")
-    if m["connections_lost"]:
-        note = "; ".join(filter(None, [note, f"{m['connections_lost']} connections lost after their set-up"]))
+            break  # more storms on this server would only repeat it
+    m, status, note = median_storm(rounds, ctx.sizes.storm_rounds)
     params = {"connections": n, "concurrency": concurrency, "rounds": len(rounds)}
     return [Row(target.name, "storm", "connect+subscribe", params, m, status, note)]
+
+
+def median_storm(rounds: list[tuple[dict[str, Any], dict[str, Any]]], asked: int) -> tuple[dict[str, Any], str, str]:
+    """The row of a target's storms ((open result, metrics) each, in the order they ran, ``asked`` of them
+    asked for): (metrics, status, note). The metrics are the median storm's among those that succeeded, with the
+    rates of all of them in ``connects_per_s_rounds``. A storm that failed after others succeeded (some peers
+    have not finished with one storm's connections when the next begins) is named in the note; a first storm
+    that failed fails the row."""
+    done = [r for r in rounds if not r[0]["failed"]] or rounds
+    opened, m = sorted(done, key=lambda r: float(r[1]["connects_per_s"]))[(len(done) - 1) // 2]
+    m = {**m, "connects_per_s_rounds": [r[1]["connects_per_s"] for r in rounds]}
+    status, note = ("ok", "") if not opened["failed"] else ("failed", f"{opened['failed']} failed: {opened['errors']}")
+    last = rounds[-1][0]
+    if status == "ok" and last["failed"]:
+        note = f"storm {len(rounds)} of {asked}: {last['failed']} failed: {last['errors']}"
+    if m["connections_lost"]:
+        note = "; ".join(filter(None, [note, f"{m['connections_lost']} connections lost after their set-up"]))
+    return m, status, note
 
 
 async def _settle_cpu(target: RunningTarget, quiet: float = 0.005, period: float = 0.2, limit: float = 10.0) -> None:
