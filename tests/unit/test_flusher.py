@@ -93,3 +93,56 @@ async def test_a_big_round_is_written_a_slice_per_iteration_and_later_marks_foll
     assert [c.flushes for c in conns] == [2, 1, 1, 1, 1] and late.flushes == 1
     await asyncio.sleep(0)
     assert [c.flushes for c in conns] == [2, 1, 1, 1, 1] and late.flushes == 1
+
+
+async def test_replies_are_written_before_channel_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("neoevents.transport.flusher.SLICE", 2)
+    flusher = Flusher(asyncio.get_running_loop())
+    order: list[str] = []
+
+    class Named(Conn):
+        def __init__(self, name: str) -> None:
+            super().__init__()
+            self.name = name
+
+        def flush(self) -> None:
+            super().flush()
+            order.append(self.name)
+
+    for name in ("s1", "s2", "s3"):
+        flusher.mark_holding(Named(name))  # a fan-out: three subscribers
+    flusher.mark(Named("reply"))
+    await asyncio.sleep(0)  # held once for the batch
+    assert order == []
+    await asyncio.sleep(0)
+    assert order == ["reply", "s1"]
+    flusher.mark(Named("reply2"))  # marked between slices: ahead of the rest of the fan-out
+    await asyncio.sleep(0)
+    assert order == ["reply", "s1", "reply2", "s2"]
+    await asyncio.sleep(0)
+    assert order == ["reply", "s1", "reply2", "s2", "s3"]
+
+
+async def test_neither_replies_nor_batches_starve_the_other(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("neoevents.transport.flusher.SLICE", 4)
+    flusher = Flusher(asyncio.get_running_loop())
+    replies, batches = [Conn() for _ in range(10)], [Conn() for _ in range(10)]
+    for conn in batches:
+        flusher.mark_holding(conn)
+    for conn in replies:
+        flusher.mark(conn)
+    await asyncio.sleep(0)  # held once for the batches
+    await asyncio.sleep(0)
+    assert sum(c.flushes for c in replies) == 2 and sum(c.flushes for c in batches) == 2
+    for written in (4, 6, 8, 10):  # half a slice each, in the order they were marked
+        await asyncio.sleep(0)
+        assert [c.flushes for c in replies] == [1] * written + [0] * (10 - written)
+        assert [c.flushes for c in batches] == [1] * written + [0] * (10 - written)
+    # Fewer batches than half a slice: the replies fill the rest of it.
+    more = [Conn() for _ in range(6)]
+    for conn in more:
+        flusher.mark(conn)
+    flusher.mark_holding(batches[0])
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert [c.flushes for c in more] == [1, 1, 1, 0, 0, 0] and batches[0].flushes == 2
