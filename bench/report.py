@@ -25,51 +25,43 @@ BEHIND_NOTES: dict[str, str] = {
 
 # What stands between neoevents and the targets it does not meet in the final run, and what would close it.
 TARGET_NOTES = """\
-**Fan-out p99 ≤ 100 ms at 10,000 subscribers x 10/s: not met in this run.** 213 ms (until the deliveries reached
-the sockets; 230 ms until the load generator read them) at 9.7 µs of server CPU per delivery, and 206 ms at 9.2
-µs when measured again after the other targets. In the same run the protocol-less floors measured 84 ms (picows,
-7.4 µs), 110 ms (Node's `ws`, 8.0 µs), 233 ms (`websockets`, 8.6 µs) and 317 ms (the compiled floor, 8.8 µs);
-Centrifugo 523 ms (10.0 µs) and nats-server 457 ms (9.8 µs). Earlier full runs gave neoevents 233 and 259 ms. In
-a check that alternated neoevents and the picows floor twice
-(`bench/results/checks/fanout10000-neoevents-picows-20261130T045110.json`), neoevents measured 153 and 237 ms at
-8.8 and 9.4 µs, the floor 720 and 376 ms at 9.3 and 8.7 µs: at this rate neoevents costs what the floor costs,
-and which of them meets 100 ms depends on the minute.
+**Fan-out p99 ≤ 100 ms at 10,000 subscribers x 10/s: not met in this run.** 114 ms (until the deliveries reached
+the sockets) at 8.1 µs of server CPU per delivery, and 159 ms at 9.5 µs when measured again after the other
+targets. The run before this one (the same fan-out code but for the order of replies) measured 122 ms, and the
+run before the flush was written in slices 213 ms. In this run the protocol-less floors measured 173 ms
+(picows, 8.9 µs), 813 ms (Node's `ws`, 9.5 µs), 992 ms (`websockets`, 10.3 µs) and 1,288 ms (the compiled floor,
+12.2 µs); Centrifugo 617 ms (10.1 µs) and nats-server 461 ms (9.8 µs). neoevents (107 ms on the Redis engine)
+has the lowest p99 of every target here, floors included.
 
-The row is bound by one write system call per subscriber per publication. A profile of the server in this row
-puts 80% of its CPU in those writes; inside them, about a third of its CPU is the receivers' TCP processing,
-which loopback runs in the sender's system call. At 100,000 deliveries/s a cost of 8 µs keeps the server's core
-80% busy, and 9.4 µs keeps it 94% busy. The p99 follows how close to saturation that is: the queue that forms
-behind each burst of 10,000 writes whenever something else takes the core. neoevents' own Python work is about
-0.75 µs per delivery; removing all of it would not give a margin on the slower hours of this machine. What would
-give one is more than one core for the writes of one channel's fan-out: worker processes sharing the Redis
-engine, on a machine with cores to spare. On this one both cores are busy with this row's kernel work.
+The row is bound by one write system call per subscriber per publication: about 8 to 9.5 µs each on this
+machine (the floors pay the same), a third of it the receivers' TCP processing, which loopback runs inside the
+sender's system call. A fan-out to 10,000 is therefore 80 to 95 ms of the server's core, and a delivery's
+latency is where its subscriber falls in that sequence. Writing the fan-out in slices of 1,024 connections took
+away the queue that used to form behind whole fan-outs (a publication that arrives meanwhile joins the writes
+of the subscribers not yet written), which is the drop from 213 ms; what is left is the sequence itself plus
+the machine's jitter. Getting under 100 ms on the slower hours needs writes cheaper than about 7 µs, which this
+machine does not offer to any server, or more than one core for one channel's writes (worker processes sharing
+the Redis engine, on a machine with cores to spare).
 
-**Connect + subscribe ≥ 5,000/s: not met in this run.** 4,716/s at 198 µs of server CPU per connection, and
-4,863/s at 196 µs when measured again; 1.16x Centrifugo's rate (4,071/s at 237 µs); nats-server 4,630/s at 207
-µs. The floors, which only complete the WebSocket handshake: picows 5,474/s at 182 µs, Node's `ws` 4,718/s at
-202 µs, the compiled floor 11,941/s at 68 µs. Four storms of neoevents alone right after this run
-(`bench/results/checks/storm-neoevents-*.json`) measured 5,495, 5,126, 5,175 and 5,075/s at 174-184 µs, with 256
-and 512 set-ups in flight alternately: the client's concurrency does not bound the rate. The earlier full runs
-measured 3,859 and 4,122/s. So the target is met on the faster hours of this machine and missed on the slower
-ones: at 200 µs per connection a fully busy core does 5,000/s, and during neoevents' storms the server's core
-was 95% busy (the picows floor's: 99.6%).
+**Connect + subscribe ≥ 5,000/s: not met in this run.** 4,529/s at 203 µs of server CPU per connection (the
+median of three storms: 4,529, 4,601 and 4,388/s), and 4,098/s at 232 µs when measured again after the other
+targets; 1.20x Centrifugo's rate (3,787/s at 254 µs); nats-server 4,508/s at 218 µs. The floors, which only
+complete the WebSocket handshake: picows 5,298/s at 188 µs, Node's `ws` 5,877/s at 167 µs, the compiled floor
+12,100/s at 66 µs. The run before this one, an hour earlier with the same connection path, met it: 5,096/s at
+191 µs (storms of 5,305, 5,067 and 5,096/s), with the picows floor at 6,032/s. So the target is met on the
+faster hours of this machine and missed on the slower ones: at 200 µs per connection a fully busy core does
+5,000/s. During neoevents' storms the server's core was 92% busy, the picows floor's 99.6%: the Centrifugo
+protocol's second round trip (the 101, then `connect` and `subscribe`) leaves the server waiting on the client
+more often than a handshake-only floor.
 
 neoevents' Centrifugo protocol work (the `connect` with HS256 verification and claims, the `subscribe`, their
-replies) cost 16 µs over the picows floor's handshake-only connection in this run (41 and 74 µs in the two runs
-before). In-process it measures about 100 µs on a fast hour, with a flat profile: the HTTP head and upgrade
-about 30% of it, HS256 verification and the claims about 15-20%, the rest spread over the commands and their
-replies. A margin on the slower hours needs a quarter of that gone: the HTTP head and handshake in compiled
-code, or a lighter session object. Tried and not kept: compiling the hot modules with mypyc (no measurable
-gain), TCP_DEFER_ACCEPT, libuv without io_uring. Measured and not worth it: a hand-written HTTP head parser
-would save at most 1.7 µs of httptools' 4.4 µs, before the checks it would need.
-
-**Fan-out to 2,000 at max rate: CPU per delivery at most nats-server's: not met in this run, by 1%.** 1.13 µs
-against 1.12 µs; measured again after the other targets, neoevents cost 0.96 µs (the drift table), and it was
-met in the nine full runs before this one (0.98 against 1.32 µs in the last). A check that alternated the two
-three times (`bench/results/checks/fanout2000-neoevents-nats-20261130T054601.json`) gave neoevents 0.80, 0.91
-and 0.77 µs against nats-server's 0.94, 0.99 and 0.92 µs. At the maximum rate the cost per delivery is set by
-how many publications each write carries, and neoevents' row had the load generator at its core's limit (99%),
-nats-server's at 74%.
+replies) cost 15 µs over the picows floor's handshake-only connection in this run. In-process it measures about
+100 µs on a fast hour (160 on a slow one), with a flat profile: the HTTP head and upgrade about 30% of it, HS256
+verification and the claims about 15-20%, the rest spread over the commands and their replies. A margin on the
+slower hours needs a quarter of that gone: the HTTP head and handshake in compiled code, or a lighter session
+object. Tried and not kept: compiling the hot modules with mypyc (no measurable gain), TCP_DEFER_ACCEPT, libuv
+without io_uring. Measured and not worth it: a hand-written HTTP head parser would save at most 1.7 µs of
+httptools' 4.4 µs, before the checks it would need.
 """
 
 Row = dict[str, Any]
@@ -91,6 +83,7 @@ BEFORE_RUNS = (
     REPO / "bench" / "results" / "run-20261130T024401.json",
     REPO / "bench" / "results" / "run-20261130T032612.json",
     REPO / "bench" / "results" / "run-20261130T050143.json",
+    REPO / "bench" / "results" / "run-20261130T071906.json",
 )
 _CHANGES_1 = """\
 - **WebSocket fast path**: complete, final, masked data frames are unmasked (the `websockets` C helper) and
@@ -228,14 +221,25 @@ _CHANGES_14 = """\
 - **Fan-out**: a flush of more than 1,024 connections is written a slice (1,024 connections) per loop
   iteration. Between slices the loop reads and runs what has arrived, and a publication read meanwhile joins
   the queues of the subscribers not yet written, who get both in one write: under load the batches grow by
-  themselves. Alternated checks before this run, fan-out to 10,000 at max rate: 2.95 and 2.88 -> 1.90 and 2.42
+  themselves. Alternated checks before the next run, fan-out to 10,000 at max rate: 2.95 and 2.88 -> 1.90 and 2.42
   µs per delivery; the fixed-rate p99 153 and 153 -> 119 and 148 ms; 1,000, 2,000 and many channels unchanged
   within noise.
 - Off the measured paths: a client's close frame is answered without the WebSocket state machine; the
   housekeeping tick scans only the deadlines that are due; the per-channel tables of the API fast path and of
   the Redis engine start over when full, at 16,384 channels (the bench's 10,000 fit either way).
 - **Method**: each target runs three connect storms on its server, and its row is the one with the median
-  rate (the earlier columns: one storm).
+  rate (the earlier columns: one storm). In that run a later storm that failed failed the row (python-socketio's
+  second storm on the same server did not finish its set-ups within 20 s).
+"""
+_CHANGES_15 = """\
+- **Fan-out**: replies, HTTP responses and single frames are written before the connections whose output
+  starts with a channel batch (at most half a slice while batches wait), so the answer to an HTTP publication
+  into a big channel leaves with the first slice instead of after the whole fan-out. Not measured by the
+  scenarios here, whose publishers keep many requests in flight; a caller publishing one request at a time into
+  10,000 subscribers went from 8.8 to 50.6 publications/s (response p50 117 -> 18 ms, 11.0 -> 1.9 µs of server
+  CPU per delivery, its publications now sharing writes), into 2,000 from 52-59 to 95/s.
+- **Method**: a connect-storm row is the median of the storms that succeeded; a later storm that failed is
+  named in the row's note.
 """
 CHANGES = (
     _CHANGES_1,
@@ -252,6 +256,7 @@ CHANGES = (
     _CHANGES_12,
     _CHANGES_13,
     _CHANGES_14,
+    _CHANGES_15,
 )
 
 
