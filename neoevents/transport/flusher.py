@@ -81,8 +81,8 @@ class Flusher:
             self._dirty, self._bulk = [], []
             self._scheduled = False
         else:
-            # A slice now; the rest of each list stays ahead of what is marked meanwhile. The connections marked
-            # first take at most half a slice while batches wait, so that neither list can starve the other.
+            # A slice now; the rest of each list stays ahead of what is marked meanwhile. Replies (mark) take at
+            # most half a slice while batches (mark_holding) wait, so that neither list can starve the other.
             self._loop.call_soon(self._run)
             first = min(len(dirty), SLICE - min(len(bulk), SLICE // 2))
             then = SLICE - first
