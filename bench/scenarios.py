@@ -583,8 +583,8 @@ def median_storm(rounds: list[tuple[dict[str, Any], dict[str, Any]]], asked: int
     """The row of a target's storms ((open result, metrics) each, in the order they ran, ``asked`` of them
     asked for): (metrics, status, note). The metrics are the median storm's among those that succeeded, with the
     rates of all of them in ``connects_per_s_rounds``. A storm that failed after others succeeded (some peers
-    have not finished with one storm's connections when the next begins) is named in the note; a first storm
-    that failed fails the row."""
+    have not finished with one storm's connections when the next begins) is named in the note, and so are
+    connections the server closed after their set-up in any of them; a first storm that failed fails the row."""
     done = [r for r in rounds if not r[0]["failed"]] or rounds
     opened, m = sorted(done, key=lambda r: float(r[1]["connects_per_s"]))[(len(done) - 1) // 2]
     m = {**m, "connects_per_s_rounds": [r[1]["connects_per_s"] for r in rounds]}
@@ -592,8 +592,9 @@ def median_storm(rounds: list[tuple[dict[str, Any], dict[str, Any]]], asked: int
     last = rounds[-1][0]
     if status == "ok" and last["failed"]:
         note = f"storm {len(rounds)} of {asked}: {last['failed']} failed: {last['errors']}"
-    if m["connections_lost"]:
-        note = "; ".join(filter(None, [note, f"{m['connections_lost']} connections lost after their set-up"]))
+    lost = sum(r[1]["connections_lost"] for r in rounds)  # in any storm, not only the median one
+    if lost:
+        note = "; ".join(filter(None, [note, f"{lost} connections lost after their set-up"]))
     return m, status, note
 
 

@@ -40,3 +40,9 @@ def test_a_first_storm_that_failed_fails_the_row() -> None:
 def test_connections_lost_after_their_set_up_are_noted() -> None:
     _, status, note = median_storm([_storm(5000.0, lost=3)], 1)
     assert status == "ok" and note == "3 connections lost after their set-up"
+
+
+def test_connections_lost_in_any_storm_are_noted_not_only_in_the_median_one() -> None:
+    m, status, note = median_storm([_storm(5000.0, lost=2), _storm(4000.0), _storm(6000.0, lost=1)], 3)
+    assert status == "ok" and m["connects_per_s"] == 5000.0
+    assert note == "3 connections lost after their set-up"
