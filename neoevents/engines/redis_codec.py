@@ -21,6 +21,7 @@ from typing import Final
 from msgspec import Raw
 
 from neoevents.protocol.messages import EMPTY, ClientInfo, Publication
+from neoevents.protocol.pbwire import varint
 
 PUB_PREFIX: Final = b"__p1:"
 JOIN_PREFIX: Final = b"__j__"
@@ -31,19 +32,8 @@ class MalformedMessage(ValueError):
     """Bytes from Redis that are not a message this engine (or Centrifugo) writes."""
 
 
-def _varint(n: int) -> bytes:
-    if n < 0x80:
-        return bytes((n,))
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
 def _field(tag: bytes, value: bytes) -> bytes:
-    return tag + _varint(len(value)) + value
+    return tag + varint(len(value)) + value
 
 
 def encode_info(info: ClientInfo) -> bytes:
@@ -64,7 +54,7 @@ def encode_publication(data: bytes, info: ClientInfo | None, tags: dict[str, str
     size = len(data)
     if info is None and not tags and 0 < size < 0x4000:  # the common case, a one- or two-byte length
         return b"\x22%c%b" % (size, data) if size < 0x80 else b"\x22%c%c%b" % (size & 0x7F | 0x80, size >> 7, data)
-    out = b"\x22" + _varint(size) + data if data else b""
+    out = b"\x22" + varint(size) + data if data else b""
     if info is not None:
         out += _field(b"\x2a", encode_info(info))
     for key, value in tags.items():
@@ -72,7 +62,7 @@ def encode_publication(data: bytes, info: ClientInfo | None, tags: dict[str, str
     return out
 
 
-def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
+def _readvarint(buf: bytes, pos: int) -> tuple[int, int]:
     result = 0
     shift = 0
     while True:
@@ -99,21 +89,21 @@ def _fields(buf: bytes) -> list[tuple[int, int | bytes]]:
         if key < 0x80:
             pos += 1
         else:
-            key, pos = _read_varint(buf, pos)
+            key, pos = _readvarint(buf, pos)
         wire = key & 7
         if wire == 2:
             size = buf[pos] if pos < end else 0x80
             if size < 0x80:
                 pos += 1
             else:
-                size, pos = _read_varint(buf, pos)
+                size, pos = _readvarint(buf, pos)
             stop = pos + size
             if stop > end:
                 raise MalformedMessage("truncated field")
             out.append((key >> 3, buf[pos:stop]))
             pos = stop
         elif wire == 0:
-            value, pos = _read_varint(buf, pos)
+            value, pos = _readvarint(buf, pos)
             out.append((key >> 3, value))
         elif wire == 1:
             out.append((key >> 3, int.from_bytes(buf[pos : pos + 8], "little")))
@@ -153,7 +143,7 @@ def decode_publication(buf: bytes) -> Publication:
         if size + 2 == end:  # shorter than 128 bytes: a one-byte length
             return Publication(data=Raw(buf[2:]))
         if size >= 0x80:
-            size, pos = _read_varint(buf, 1)
+            size, pos = _readvarint(buf, 1)
             if pos + size == end:
                 return Publication(data=Raw(buf[pos:]))
     pub = Publication()

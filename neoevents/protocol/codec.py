@@ -12,13 +12,16 @@ from __future__ import annotations
 from typing import Any, Final, Protocol
 
 import msgspec
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError as PbDecodeError
 from google.protobuf.message import Message as PbMessage
 
 from neoevents.protocol import client_pb2 as pb
-from neoevents.protocol.messages import EMPTY, Command, Reply
+from neoevents.protocol.messages import Command, Reply
+from neoevents.protocol.pbwire import reply_encoder, varint
 
 _PB_COMMAND: Any = pb.Command  # type: ignore[attr-defined]
+_pb_reply: Final = reply_encoder()
 _json_decoder: Final = msgspec.json.Decoder(Command)
 _json_encode: Final = msgspec.json.Encoder().encode
 
@@ -63,18 +66,6 @@ class JsonCodec:
         return b"\n".join(messages)
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
 def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
     """Return (value, new position); (-1, pos) when the varint is truncated or longer than 10 bytes."""
     result = 0
@@ -90,58 +81,43 @@ def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
     return -1, pos
 
 
+# How _pb_to_dict converts a field, by kind.
+_SCALAR, _BYTES, _MESSAGE, _REPEATED, _MAP_MESSAGE, _MAP_SCALAR = range(6)
+# Field descriptor -> (name, kind), filled on first sight of each field: reading a descriptor's properties costs
+# more than the rest of the conversion (the protobuf library returns the same descriptor object every time).
+_FIELDS: dict[FieldDescriptor, tuple[str, int]] = {}
+
+
+def _field_info(field: FieldDescriptor) -> tuple[str, int]:
+    message = field.message_type
+    if message is None:
+        kind = _BYTES if field.type == FieldDescriptor.TYPE_BYTES else _SCALAR
+    elif message.GetOptions().map_entry:
+        kind = _MAP_SCALAR if message.fields_by_name["value"].message_type is None else _MAP_MESSAGE
+    else:
+        kind = _REPEATED if field.is_repeated else _MESSAGE
+    info = _FIELDS[field] = (field.name, kind)
+    return info
+
+
 def _pb_to_dict(message: PbMessage) -> dict[str, Any]:
+    """A parsed message as the dict msgspec converts to our structs (``bytes`` fields as raw payloads)."""
     out: dict[str, Any] = {}
     for field, value in message.ListFields():
-        name = field.name
-        if field.message_type is not None:
-            if field.message_type.GetOptions().map_entry:
-                value_field = field.message_type.fields_by_name["value"]
-                if value_field.message_type is not None:
-                    out[name] = {k: _pb_to_dict(v) for k, v in value.items()}
-                else:
-                    out[name] = dict(value)
-            elif field.is_repeated:
-                out[name] = [_pb_to_dict(v) for v in value]
-            else:
-                out[name] = _pb_to_dict(value)
-        elif field.type == field.TYPE_BYTES:
-            out[name] = msgspec.Raw(value)
-        else:
+        name, kind = _FIELDS.get(field) or _field_info(field)
+        if kind == _SCALAR:
             out[name] = value
+        elif kind == _MESSAGE:
+            out[name] = _pb_to_dict(value)
+        elif kind == _BYTES:
+            out[name] = msgspec.Raw(value)
+        elif kind == _MAP_SCALAR:
+            out[name] = dict(value)
+        elif kind == _MAP_MESSAGE:
+            out[name] = {k: _pb_to_dict(v) for k, v in value.items()}
+        else:
+            out[name] = [_pb_to_dict(v) for v in value]
     return out
-
-
-def _struct_to_pb(struct: msgspec.Struct, message: PbMessage) -> None:
-    message.SetInParent()
-    for name in struct.__struct_fields__:
-        value = getattr(struct, name)
-        if value is None:
-            continue
-        if isinstance(value, msgspec.Struct):
-            _struct_to_pb(value, getattr(message, name))
-        elif isinstance(value, msgspec.Raw):
-            if value != EMPTY:
-                setattr(message, name, bytes(value))
-        elif isinstance(value, dict):
-            target = getattr(message, name)
-            for key, item in value.items():
-                if isinstance(item, msgspec.Struct):
-                    _struct_to_pb(item, target[key])
-                else:
-                    target[key] = item
-        elif isinstance(value, list):
-            target = getattr(message, name)
-            for item in value:
-                _struct_to_pb(item, target.add())
-        elif value:
-            setattr(message, name, value)
-
-
-def reply_to_pb(reply: Reply) -> PbMessage:
-    message: PbMessage = pb.Reply()  # type: ignore[attr-defined]
-    _struct_to_pb(reply, message)
-    return message
 
 
 class ProtobufCodec:
@@ -168,8 +144,8 @@ class ProtobufCodec:
         return commands, bool(commands)
 
     def encode_reply(self, reply: Reply) -> bytes:
-        body: bytes = reply_to_pb(reply).SerializeToString()
-        return _varint(len(body)) + body
+        body = _pb_reply.encode(reply)
+        return varint(len(body)) + body
 
     def join(self, messages: list[bytes]) -> bytes:
         return b"".join(messages)

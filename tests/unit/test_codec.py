@@ -8,7 +8,7 @@ import msgspec
 import pytest
 
 from neoevents.protocol import client_pb2
-from neoevents.protocol.codec import JSON, PROTOBUF, _varint
+from neoevents.protocol.codec import JSON, PROTOBUF
 from neoevents.protocol.messages import (
     ClientInfo,
     ConnectResult,
@@ -19,6 +19,7 @@ from neoevents.protocol.messages import (
     Reply,
     SubscribeResult,
 )
+from neoevents.protocol.pbwire import varint as _varint
 
 pb: Any = client_pb2  # generated code, untyped
 
