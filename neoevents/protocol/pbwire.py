@@ -53,6 +53,8 @@ def _kind(field: FieldDescriptor) -> tuple[int, Descriptor | None]:
     message = field.message_type
     if message is not None:
         if message.GetOptions().map_entry:
+            if message.fields_by_name["key"].type != FieldDescriptor.TYPE_STRING:
+                raise TypeError(f"map field {field.full_name}: unsupported key type")
             value = message.fields_by_name["value"]
             if value.message_type is not None:
                 return _MAP_MESSAGE, value.message_type
@@ -108,7 +110,8 @@ class Encoder:
         return _encode(to_builtins(value, builtin_types=_RAW), self._plan, self._name)
 
 
-_RAW: Final = (Raw,)
+# Payload fields are msgspec.Raw; a bytes field would also be written as is (to_builtins would base64 it).
+_RAW: Final = (Raw, bytes)
 
 
 def _encode(fields: dict[str, Any], plan: dict[str, _Field], name: str) -> bytes:
