@@ -25,43 +25,56 @@ BEHIND_NOTES: dict[str, str] = {
 
 # What stands between neoevents and the targets it does not meet in the final run, and what would close it.
 TARGET_NOTES = """\
-**Fan-out p99 ≤ 100 ms at 10,000 subscribers x 10/s: not met in this run.** 114 ms (until the deliveries reached
-the sockets) at 8.1 µs of server CPU per delivery, and 159 ms at 9.5 µs when measured again after the other
-targets. The run before this one (the same fan-out code but for the order of replies) measured 122 ms, and the
-run before the flush was written in slices 213 ms. In this run the protocol-less floors measured 173 ms
-(picows, 8.9 µs), 813 ms (Node's `ws`, 9.5 µs), 992 ms (`websockets`, 10.3 µs) and 1,288 ms (the compiled floor,
-12.2 µs); Centrifugo 617 ms (10.1 µs) and nats-server 461 ms (9.8 µs). neoevents (107 ms on the Redis engine)
-has the lowest p99 of every target here, floors included.
+**Fan-out p99 ≤ 100 ms at 10,000 subscribers x 10/s: not met in this run.** 125 ms (until the deliveries reached
+the sockets) at 9.6 µs of server CPU per delivery, and 150 ms at 9.5 µs when measured again after the other
+targets; the run before this one (run-20261130T081002, the same fan-out code) measured 114 ms at 8.1 µs. Outside
+the suite, on the same day and code, the row measured 89 ms at 8.2 µs and 98 ms at 8.6 µs, and 156 and 173 ms
+at 9.8 and 9.9 µs half an hour after this run. The floors measured between neoevents' two turns here, at 7.9 to
+8.9 µs per delivery: 88 ms (`websockets`, Node's `ws`), 110 ms (compiled) and 199 ms (picows); Centrifugo 1,373
+ms (10.2 µs), nats-server 590 ms (10.5 µs), neoevents on the Redis engine 109 ms (9.3 µs). Measured in
+alternation right after the run, neoevents and the picows floor cost the same per delivery (9.8 and 9.9 µs
+against 9.9 and 12.4 µs; p99 156 and 173 ms against 604 and 1,267 ms): which side of 100 ms the row lands on
+follows the machine's speed during neoevents' turn.
 
-The row is bound by one write system call per subscriber per publication: about 8 to 9.5 µs each on this
-machine (the floors pay the same), a third of it the receivers' TCP processing, which loopback runs inside the
-sender's system call. A fan-out to 10,000 is therefore 80 to 95 ms of the server's core, and a delivery's
-latency is where its subscriber falls in that sequence. Writing the fan-out in slices of 1,024 connections took
-away the queue that used to form behind whole fan-outs (a publication that arrives meanwhile joins the writes
-of the subscribers not yet written), which is the drop from 213 ms; what is left is the sequence itself plus
-the machine's jitter. Getting under 100 ms on the slower hours needs writes cheaper than about 7 µs, which this
-machine does not offer to any server, or more than one core for one channel's writes (worker processes sharing
-the Redis engine, on a machine with cores to spare).
+The row is bound by one write system call per subscriber per publication: 8 to 10 µs each on this machine
+(the floors pay the same), four fifths of it in the kernel, a third the receivers' TCP processing, which
+loopback runs inside the sender's system call. A fan-out to 10,000 is therefore 80 to 100 ms of the
+server's core, and a delivery's latency is where its subscriber falls in that sequence. Instrumented, the
+server's fan-outs at 10,000 x 10/s are that sequence and nothing else: 76 to 88 ms from the first write to the
+last, of which under 1 ms is spent between slices on other work. The flusher's loop and the connection's
+queue cost about 0.25 µs per delivery, the event loop's write path a little more. Getting under 100 ms on
+the slower hours needs writes cheaper than about 8 µs, which this machine does not offer to any server, or more
+than one core for one channel's writes (worker processes sharing the Redis engine, on a machine with cores to
+spare).
 
-**Connect + subscribe ≥ 5,000/s: not met in this run.** 4,529/s at 203 µs of server CPU per connection (the
-median of three storms: 4,529, 4,601 and 4,388/s), and 4,098/s at 232 µs when measured again after the other
-targets; 1.20x Centrifugo's rate (3,787/s at 254 µs); nats-server 4,508/s at 218 µs. The floors, which only
-complete the WebSocket handshake: picows 5,298/s at 188 µs, Node's `ws` 5,877/s at 167 µs, the compiled floor
-12,100/s at 66 µs. The run before this one, an hour earlier with the same connection path, met it: 5,096/s at
-191 µs (storms of 5,305, 5,067 and 5,096/s), with the picows floor at 6,032/s. So the target is met on the
-faster hours of this machine and missed on the slower ones: at 200 µs per connection a fully busy core does
-5,000/s. During neoevents' storms the server's core was 92% busy, the picows floor's 99.6%: the Centrifugo
-protocol's second round trip (the 101, then `connect` and `subscribe`) leaves the server waiting on the client
-more often than a handshake-only floor.
+**Connect + subscribe ≥ 5,000/s: not met in this run.** 4,464/s at 224 µs of server CPU per connection (the
+median of three storms: 4,403, 4,464 and 5,054/s), and 4,877/s at 203 µs when measured again after the other
+targets (4,857, 4,877 and 5,031/s); 1.12x Centrifugo's rate (3,979/s at 247 µs); nats-server 5,221/s at 189 µs.
+The floors, which only complete the WebSocket handshake: picows 6,961/s at 144 µs, Node's `ws` 5,327/s at 187
+µs, the compiled floor 15,356/s at 59 µs. Two runs ago (run-20261130T071906) the row was met at 5,096/s (191 µs);
+the last run missed it at 4,529/s (203 µs). At 200 µs per connection a fully busy core does 5,000/s, and the
+server's core was 99.5% busy during neoevents' storms here, so the row follows the CPU cost per connection,
+which moves by a fifth with the hour.
 
-neoevents' Centrifugo protocol work (the `connect` with HS256 verification and claims, the `subscribe`, their
-replies) cost 15 µs over the picows floor's handshake-only connection in this run. In-process it measures about
-100 µs on a fast hour (160 on a slow one), with a flat profile: the HTTP head and upgrade about 30% of it, HS256
-verification and the claims about 15-20%, the rest spread over the commands and their replies. A margin on the
-slower hours needs a quarter of that gone: the HTTP head and handshake in compiled code, or a lighter session
-object. Tried and not kept: compiling the hot modules with mypyc (no measurable gain), TCP_DEFER_ACCEPT, libuv
-without io_uring. Measured and not worth it: a hand-written HTTP head parser would save at most 1.7 µs of
-httptools' 4.4 µs, before the checks it would need.
+Where a connection's 200 µs go (sampled in a storm): a quarter in the event loop outside Python code (accepts,
+reads, polling, their system calls included), a seventh in the two writes (the first write on a connection, the
+101, costs 19 µs against 10 for the replies: on loopback the receiver's acknowledgement runs inside it), and
+three fifths in Python. In-process, with the transport replaced by a stub, the set-up costs
+about 70 µs, of which HS256 verification and the claims are a quarter, the HTTP head and upgrade a fifth, the
+commands and their replies the rest, with no function above a few percent. A margin on the slower hours needs
+a quarter of the total gone. Tried and not kept: writing the replies at the end of the read that asked for them
+instead of on the next loop iteration (slower in four of four alternated pairs, by 9 to 16%, with the server's
+core less busy), compiling the hot modules with mypyc (no measurable gain), `TCP_DEFER_ACCEPT` (no difference
+in four alternated pairs), libuv without io_uring, a one-shot HMAC (slower than copying a pre-keyed one).
+Measured and not worth it: a hand-written HTTP head parser would save at most 1.7 µs of httptools' 4.4 µs,
+before the checks it would need.
+
+**Reconnect with recovery: level with Centrifugo in this run** (0.99x: 4,288/s at 230 µs per reconnect against
+4,317/s at 228 µs). neoevents' figure is where it was in the two runs before (4,256/s at 226 µs and 4,705/s at
+202 µs); Centrifugo's cost moved from 344 and 264 µs there to 228 µs here. This scenario is one storm per target,
+so one fast or slow stretch of the machine decides the ratio. A reconnect is the connect storm's set-up plus the
+recovered publications read from the history into the subscribe reply, so what would put neoevents ahead on
+every hour is what the connect storm needs: a cheaper set-up.
 """
 
 Row = dict[str, Any]
@@ -84,6 +97,7 @@ BEFORE_RUNS = (
     REPO / "bench" / "results" / "run-20261130T032612.json",
     REPO / "bench" / "results" / "run-20261130T050143.json",
     REPO / "bench" / "results" / "run-20261130T071906.json",
+    REPO / "bench" / "results" / "run-20261130T081002.json",
 )
 _CHANGES_1 = """\
 - **WebSocket fast path**: complete, final, masked data frames are unmasked (the `websockets` C helper) and
@@ -241,6 +255,12 @@ _CHANGES_15 = """\
 - **Method**: a connect-storm row is the median of the storms that succeeded; a later storm that failed is
   named in the row's note.
 """
+_CHANGES_16 = """\
+- **Protobuf** (not exercised here: the scenarios speak JSON): replies are written straight from the reply
+  structs, 2-4 µs each instead of 10-16; a `connect` + `subscribe` frame decodes in 9 µs instead of 15.
+- **Method**: a connect-storm row notes the connections the server closed after their set-up in any of its
+  storms, not only in the median one.
+"""
 CHANGES = (
     _CHANGES_1,
     _CHANGES_2,
@@ -257,6 +277,7 @@ CHANGES = (
     _CHANGES_13,
     _CHANGES_14,
     _CHANGES_15,
+    _CHANGES_16,
 )
 
 
