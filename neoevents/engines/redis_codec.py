@@ -62,7 +62,7 @@ def encode_publication(data: bytes, info: ClientInfo | None, tags: dict[str, str
     return out
 
 
-def _readvarint(buf: bytes, pos: int) -> tuple[int, int]:
+def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
     result = 0
     shift = 0
     while True:
@@ -89,21 +89,21 @@ def _fields(buf: bytes) -> list[tuple[int, int | bytes]]:
         if key < 0x80:
             pos += 1
         else:
-            key, pos = _readvarint(buf, pos)
+            key, pos = _read_varint(buf, pos)
         wire = key & 7
         if wire == 2:
             size = buf[pos] if pos < end else 0x80
             if size < 0x80:
                 pos += 1
             else:
-                size, pos = _readvarint(buf, pos)
+                size, pos = _read_varint(buf, pos)
             stop = pos + size
             if stop > end:
                 raise MalformedMessage("truncated field")
             out.append((key >> 3, buf[pos:stop]))
             pos = stop
         elif wire == 0:
-            value, pos = _readvarint(buf, pos)
+            value, pos = _read_varint(buf, pos)
             out.append((key >> 3, value))
         elif wire == 1:
             out.append((key >> 3, int.from_bytes(buf[pos : pos + 8], "little")))
@@ -143,7 +143,7 @@ def decode_publication(buf: bytes) -> Publication:
         if size + 2 == end:  # shorter than 128 bytes: a one-byte length
             return Publication(data=Raw(buf[2:]))
         if size >= 0x80:
-            size, pos = _readvarint(buf, 1)
+            size, pos = _read_varint(buf, 1)
             if pos + size == end:
                 return Publication(data=Raw(buf[pos:]))
     pub = Publication()
