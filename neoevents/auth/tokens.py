@@ -567,7 +567,17 @@ class TokenVerifier:
         return _subscribe_claims(await self._decode_async(token, self._sub_keys, self._sub_jwks))
 
 
+# Registered claims with no meaning for a connection beyond what the verifier checked: a token with only these
+# (the usual ``sub`` + ``exp``) grants nothing else, and its claims are built without looking for the others.
+_PLAIN_CLAIMS: Final = frozenset(("sub", "exp", "iat", "nbf", "iss", "aud", "jti"))
+
+
 def _connect_claims(claims: dict[str, Any]) -> ConnectClaims:
+    if claims.keys() <= _PLAIN_CLAIMS:
+        user = claims.get("sub", "")
+        if not isinstance(user, str):
+            raise TokenError("sub claim must be a string")
+        return ConnectClaims(user=user, exp=_int_claim(claims, "exp"), payload=claims)
     if "channel" in claims:
         raise TokenError("subscription token used as connection token")
     user = claims.get("sub", "")

@@ -20,6 +20,7 @@ from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 from neoevents.auth.tokens import (
     HMAC_ALGORITHMS,
     JWKS_ALGORITHMS,
+    ConnectClaims,
     JwksCache,
     SigningKeyUnavailable,
     TokenError,
@@ -74,6 +75,18 @@ def test_platform_claims_and_server_side_channels() -> None:
     )
     assert (claims.tenant_id, claims.roles, claims.channels) == ("123", ("admin",), ("system:health",))
     assert json.loads(claims.info) == {"n": 1}
+
+
+def test_registered_claims_only_grant_the_user_and_expiry() -> None:
+    exp = int(time.time()) + 60
+    token = jwt.encode({"sub": "u", "exp": exp, "iat": exp - 60, "jti": "j"}, SECRET)
+    claims = verifier().verify_connect(token)
+    assert claims == ConnectClaims(user="u", exp=exp, payload={"sub": "u", "exp": exp, "iat": exp - 60, "jti": "j"})
+    with pytest.raises(TokenError, match="sub claim must be a string"):
+        verifier().verify_connect(jwt.encode({"sub": 5, "exp": exp}, SECRET))
+    # Any other claim takes the full path: a subscription token is refused as a connection token.
+    with pytest.raises(TokenError, match="subscription token"):
+        verifier().verify_connect(jwt.encode({"sub": "u", "exp": exp, "channel": "c"}, SECRET))
 
 
 def _b64(obj: Mapping[str, object]) -> str:
