@@ -19,8 +19,15 @@ PEERS = ("socketio-node", "python-socketio", "python-socketio-redis", "django-ch
 # move while the server is being optimised). Keys are scenario names ("fanout", "channels", "idle", "storm",
 # "recovery", "api"); each non-empty entry is printed under the comparison with Centrifugo.
 BEHIND_NOTES: dict[str, str] = {
-    # Scenario -> why neoevents is behind Centrifugo there and what would close it. In the final run neoevents
-    # is ahead of Centrifugo in every row.
+    # Scenario -> why neoevents is behind Centrifugo there and what would close it.
+    "recovery": """\
+Level with Centrifugo in this run (0.99x: 4,288/s at 230 µs per reconnect against
+4,317/s at 228 µs). neoevents' figure is where it was in the two runs before (4,256/s at 226 µs and 4,705/s at
+202 µs); Centrifugo's cost moved from 344 and 264 µs there to 228 µs here. This scenario is one storm per target,
+so one fast or slow stretch of the machine decides the ratio. A reconnect is the connect storm's set-up plus the
+recovered publications read from the history into the subscribe reply, so what would put neoevents ahead on
+every hour is what the connect storm needs: a cheaper set-up.
+""",
 }
 
 # What stands between neoevents and the targets it does not meet in the final run, and what would close it.
@@ -68,13 +75,6 @@ core less busy), compiling the hot modules with mypyc (no measurable gain), `TCP
 in four alternated pairs), libuv without io_uring, a one-shot HMAC (slower than copying a pre-keyed one).
 Measured and not worth it: a hand-written HTTP head parser would save at most 1.7 µs of httptools' 4.4 µs,
 before the checks it would need.
-
-**Reconnect with recovery: level with Centrifugo in this run** (0.99x: 4,288/s at 230 µs per reconnect against
-4,317/s at 228 µs). neoevents' figure is where it was in the two runs before (4,256/s at 226 µs and 4,705/s at
-202 µs); Centrifugo's cost moved from 344 and 264 µs there to 228 µs here. This scenario is one storm per target,
-so one fast or slow stretch of the machine decides the ratio. A reconnect is the connect storm's set-up plus the
-recovered publications read from the history into the subscribe reply, so what would put neoevents ahead on
-every hour is what the connect storm needs: a cheaper set-up.
 """
 
 Row = dict[str, Any]
