@@ -25,8 +25,9 @@ _MASK64: Final = (1 << 64) - 1
 
 # Kinds of field.
 _STRING, _BYTES, _BOOL, _VARINT, _SIGNED, _MESSAGE, _REPEATED, _MAP_STRING, _MAP_MESSAGE = range(9)
-_VARINTS: Final = frozenset((FieldDescriptor.TYPE_UINT32, FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_ENUM))
-_SIGNED_VARINTS: Final = frozenset((FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_INT64))
+_VARINTS: Final = frozenset((FieldDescriptor.TYPE_UINT32, FieldDescriptor.TYPE_UINT64))
+# Enums are int32 on the wire: a negative value is sign-extended like an int32's.
+_SIGNED_VARINTS: Final = frozenset((FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_ENUM))
 
 
 def varint(n: int) -> bytes:

@@ -19,7 +19,7 @@ from neoevents.protocol.messages import (
     Reply,
     SubscribeResult,
 )
-from neoevents.protocol.pbwire import varint as _varint
+from neoevents.protocol.pbwire import varint
 
 pb: Any = client_pb2  # generated code, untyped
 
@@ -63,7 +63,7 @@ def test_json_reply_omits_zero_fields_but_keeps_presence_counts_and_client_info(
 
 
 def _delimited(*messages: bytes) -> bytes:
-    return b"".join(_varint(len(m)) + m for m in messages)
+    return b"".join(varint(len(m)) + m for m in messages)
 
 
 def test_protobuf_decodes_length_delimited_commands() -> None:

@@ -1,4 +1,5 @@
-"""Protobuf reply encoding against the protobuf library: every reply struct, filled and empty. No sockets."""
+"""Protobuf against the protobuf library: every reply struct encoded (filled and empty), every command decoded.
+No sockets."""
 
 from __future__ import annotations
 
