@@ -7,9 +7,12 @@ import gc
 import json
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -23,6 +26,7 @@ log = logging.getLogger("neoevents")
 #: Garbage collector thresholds of a serving process (generation 0 allocations, then generation 1 and 2
 #: collection ratios); the defaults are (700, 10, 10).
 GC_THRESHOLDS = (10_000, 20, 10)
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def _load(path: str | None) -> Config:
@@ -45,23 +49,29 @@ def _serve(args: argparse.Namespace) -> int:
         config = replace(config, address=args.host)
     if args.port is not None:
         config = replace(config, port=args.port)
+    workers: int = args.workers
+    if workers > 1 and config.engine != "redis":
+        print(
+            f"neoevents: --workers {workers} needs the Redis engine (engine: redis): the workers of a server "
+            "share channels, history and presence through it",
+            file=sys.stderr,
+        )
+        return 1
     logging.basicConfig(
         level=getattr(logging, config.log_level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=LOG_FORMAT,
     )
     # Weak HMAC secrets are the operator's choice; checkconfig reports them, verification stays quiet.
     warnings.filterwarnings("ignore", category=jwt.InsecureKeyLengthWarning)
     for key in config.unknown_keys:
         log.warning("unknown configuration key ignored: %s", key)
+    if workers > 1:
+        return _serve_workers(config, workers)
     dev = args.config is None
 
     def ready(port: int) -> None:
-        # Everything loaded so far (modules, compiled rules, configuration) lives as long as the process:
-        # keep it out of every future collection.
-        gc.collect()
-        gc.freeze()
-        host = config.address
-        print(f"neoevents listening on {host}:{port} (engine: {config.engine or 'memory'})", flush=True)
+        _settle_memory()
+        _announce(config, port, "")
         if dev:
             print(
                 "development configuration (no --config): insecure demo secrets.\n"
@@ -79,6 +89,70 @@ def _serve(args: argparse.Namespace) -> int:
     gc.set_threshold(*GC_THRESHOLDS)
     uvloop.run(Server(config).run(config.address, config.port, ready))
     return 0
+
+
+def _serve_workers(config: Config, workers: int) -> int:
+    """``serve --workers N``: a supervisor forking ``N`` workers on one port (see :mod:`neoevents.workers`)."""
+    from neoevents.server import Server
+    from neoevents.workermetrics import WorkerSlot
+    from neoevents.workers import Supervisor, reserve_port
+
+    try:
+        holder, port = reserve_port(config.address, config.port)
+    except OSError as exc:
+        print(f"neoevents: cannot listen on {config.address}:{config.port}: {exc}", file=sys.stderr)
+        return 1
+    directory = Path(tempfile.mkdtemp(prefix="neoevents-workers-"))
+
+    def run_worker(index: int, ready: Callable[[], None]) -> int:
+        gc.set_threshold(*GC_THRESHOLDS)
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(logging.Formatter(LOG_FORMAT.replace("%(name)s", f"worker {index} %(name)s")))
+
+        def on_ready(_port: int) -> None:
+            _settle_memory()
+            ready()
+
+        server = Server(config, slot=WorkerSlot(index, workers, directory))
+        uvloop.run(server.run(config.address, port, on_ready))
+        return 0
+
+    supervisor = Supervisor(
+        workers,
+        run_worker,
+        stop_timeout=config.shutdown_timeout + 5.0,
+        on_ready=lambda: _announce(config, port, f", {workers} workers"),
+        close_in_worker=(holder.fileno(),),
+    )
+    _settle_memory()  # what the workers inherit stays out of their collections (and shared with the supervisor)
+    try:
+        return supervisor.run()
+    finally:
+        holder.close()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _settle_memory() -> None:
+    """Everything loaded so far (modules, compiled rules, configuration) lives as long as the process: keep it
+    out of every future collection."""
+    gc.collect()
+    gc.freeze()
+
+
+def _announce(config: Config, port: int, extra: str) -> None:
+    print(f"neoevents listening on {config.address}:{port} (engine: {config.engine or 'memory'}{extra})", flush=True)
+
+
+def _workers(value: str) -> int:
+    if value == "auto":
+        return len(os.sched_getaffinity(0))
+    try:
+        count = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of workers or 'auto', got {value!r}") from None
+    if not 1 <= count <= 1024:
+        raise argparse.ArgumentTypeError(f"workers must be between 1 and 1024, got {count}")
+    return count
 
 
 def _gentoken(args: argparse.Namespace) -> int:
@@ -134,6 +208,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", "-c", help="configuration file (JSON); none = development defaults")
     p.add_argument("--host", help="listen address (default from config, 0.0.0.0)")
     p.add_argument("--port", "-p", type=int, help="listen port (default from config, 8000)")
+    p.add_argument(
+        "--workers",
+        "-w",
+        type=_workers,
+        default=1,
+        help="serving processes on the port ('auto': one per available core); more than one needs engine redis",
+    )
     p.set_defaults(func=_serve)
 
     p = sub.add_parser("gentoken", help="print an HS256 connection token")

@@ -13,25 +13,48 @@ Names follow the platform's dashboards: ``events_published_total``, ``event_publ
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
 
+import msgspec
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-__all__ = ["CONTENT_TYPE_LATEST", "PUBLISH_BUCKETS", "Metrics"]
+__all__ = ["CONTENT_TYPE_LATEST", "PUBLISH_BUCKETS", "Metrics", "Snapshot"]
 
 #: Upper bounds (seconds) of the publish duration histogram.
 PUBLISH_BUCKETS: tuple[float, ...] = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
+K = TypeVar("K")
+
 RATE_LIMIT_KINDS = ("connection_command", "user_command", "connection_attempt", "api_publish")
+
+
+class Snapshot(msgspec.Struct, forbid_unknown_fields=True):
+    """Every figure of a :class:`Metrics`, as sent between the workers of one server (see
+    :mod:`neoevents.workermetrics`) to be added up."""
+
+    connections: int
+    subscriptions: int
+    delivered_total: int
+    published_by_namespace: dict[str, int]
+    publish_buckets: list[int]
+    publish_seconds: float
+    auth_failures: dict[str, int]
+    command_errors: list[tuple[int, int]]
+    disconnects: list[tuple[int, int]]
+    recoveries: list[tuple[bool, int]]
+    api_requests: list[tuple[str, bool, int]]
+    rate_limits: dict[str, int]
 
 
 class Metrics:
     """Counters and gauges of one node; every update is a plain integer operation."""
 
     def __init__(self) -> None:
+        self.workers = 1  # serving processes whose figures these are (see combined())
         self.connections = 0  # connected (authenticated) clients
         self.subscriptions = 0  # channel subscriptions of connected clients
         self.delivered_total = 0
@@ -104,6 +127,46 @@ class Metrics:
     def rate_limited(self, kind: str) -> None:
         self.rate_limits[kind] = self.rate_limits.get(kind, 0) + 1
 
+    # ---- several workers ------------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(
+            connections=self.connections,
+            subscriptions=self.subscriptions,
+            delivered_total=self.delivered_total,
+            published_by_namespace=dict(self.published_by_namespace),
+            publish_buckets=list(self.publish_buckets),
+            publish_seconds=self.publish_seconds,
+            auth_failures=dict(self.auth_failures),
+            command_errors=list(self.command_errors.items()),
+            disconnects=list(self.disconnects.items()),
+            recoveries=list(self.recoveries.items()),
+            api_requests=[(method, ok, n) for (method, ok), n in self.api_requests.items()],
+            rate_limits=dict(self.rate_limits),
+        )
+
+    @classmethod
+    def combined(cls, snapshots: Iterable[Snapshot]) -> Metrics:
+        """The figures of several workers added up (``workers`` is how many there were)."""
+        total = cls()
+        total.workers = 0
+        for snap in snapshots:
+            total.workers += 1
+            total.connections += snap.connections
+            total.subscriptions += snap.subscriptions
+            total.delivered_total += snap.delivered_total
+            total.publish_seconds += snap.publish_seconds
+            for i, n in enumerate(snap.publish_buckets[: len(total.publish_buckets)]):
+                total.publish_buckets[i] += n
+            _add(total.published_by_namespace, snap.published_by_namespace.items())
+            _add(total.auth_failures, snap.auth_failures.items())
+            _add(total.command_errors, snap.command_errors)
+            _add(total.disconnects, snap.disconnects)
+            _add(total.recoveries, snap.recoveries)
+            _add(total.api_requests, (((method, ok), n) for method, ok, n in snap.api_requests))
+            _add(total.rate_limits, snap.rate_limits.items())
+        return total
+
     # ---- exposition ----------------------------------------------------------------------------
 
     def render(self) -> bytes:
@@ -135,6 +198,9 @@ class _Collector(Collector):
             buckets=buckets,
             sum_value=m.publish_seconds,
         )
+        yield GaugeMetricFamily(
+            "server_workers", "Serving processes whose figures this scrape adds up (serve --workers).", value=m.workers
+        )
         yield GaugeMetricFamily("active_connections", "Connected (authenticated) clients.", value=m.connections)
         yield GaugeMetricFamily(
             "active_subscriptions", "Channel subscriptions of connected clients.", value=m.subscriptions
@@ -162,6 +228,11 @@ class _Collector(Collector):
             "kind",
             m.rate_limits,
         )
+
+
+def _add(into: dict[K, int], items: Iterable[tuple[K, int]]) -> None:
+    for key, n in items:
+        into[key] = into.get(key, 0) + n
 
 
 def _counter(name: str, documentation: str, label: str, values: dict[str, int] | dict[int, int]) -> Metric:

@@ -18,6 +18,7 @@ from neoevents.transport.flusher import Flusher
 from neoevents.transport.http import Admit, HttpProtocol, HttpRequest, HttpResponse
 from neoevents.transport.proxies import TrustedProxies
 from neoevents.transport.websocket import WebSocketConnection
+from neoevents.workermetrics import SiblingMetrics, WorkerSlot
 
 log = logging.getLogger("neoevents.server")
 
@@ -36,9 +37,13 @@ def build_node(config: Config) -> Node:
 
 
 class Server:
-    def __init__(self, config: Config, node: Node | None = None) -> None:
+    """A node served on one port. As one of several workers (``slot``, see :mod:`neoevents.workers`) it
+    listens with ``SO_REUSEPORT`` and its ``/metrics`` adds up every worker's figures."""
+
+    def __init__(self, config: Config, node: Node | None = None, slot: WorkerSlot | None = None) -> None:
         self.config = config
         self.node = node or build_node(config)
+        self._siblings = SiblingMetrics(slot, self.node.metrics) if slot is not None else None
         self.executor = Executor(self.node)
         self.api = ApiEndpoint(config, self.executor)
         self._server: asyncio.Server | None = None
@@ -51,6 +56,8 @@ class Server:
         loop = asyncio.get_running_loop()
         flusher = self._flusher = Flusher(loop)
         await self.node.start()
+        if self._siblings is not None:
+            await self._siblings.start()
         node = self.node
 
         def upgrade(transport: asyncio.Transport, path: str) -> WebSocketConnection:
@@ -73,7 +80,9 @@ class Server:
         def factory() -> HttpProtocol:
             return HttpProtocol(self.handle, upgrade, paths, flusher, self._http, admit, proxies)
 
-        self._server = await loop.create_server(factory, host, port, backlog=4096, reuse_address=True)
+        self._server = await loop.create_server(
+            factory, host, port, backlog=4096, reuse_address=True, reuse_port=self._siblings is not None
+        )
         sock = self._server.sockets[0]
         return int(sock.getsockname()[1])
 
@@ -84,7 +93,8 @@ class Server:
         if path == "/health" and self.config.health:
             return HttpResponse(200, b"{}")
         if path == "/metrics" and self.config.prometheus:
-            return HttpResponse(200, self.node.metrics.render(), CONTENT_TYPE_LATEST)
+            metrics = self.node.metrics if self._siblings is None else await self._siblings.combined()
+            return HttpResponse(200, metrics.render(), CONTENT_TYPE_LATEST)
         if path == WEBSOCKET_PATH:
             return HttpResponse(400, b"WebSocket upgrade expected\n", "text/plain")
         return HttpResponse(404, b"Not Found\n", "text/plain")
@@ -93,6 +103,8 @@ class Server:
         """Stop accepting, close clients with 3001, let in-flight API requests finish."""
         if self._server is not None:
             self._server.close()
+        if self._siblings is not None:
+            await self._siblings.close()
         await self.node.shutdown()
         for conn in list(self._http):
             conn.shutdown()

@@ -74,6 +74,7 @@ class ServerOptions:
     token_audience: str | None = None
     token_issuer: str | None = None
     log_level: str = "info"
+    workers: int = 1  # neoevents serve --workers (more than one needs the Redis engine in ``extra``)
     extra: dict[str, Any] = field(default_factory=dict)
     centrifugo_extra: dict[str, Any] = field(default_factory=dict)
 
@@ -349,8 +350,9 @@ def _wait_healthy(server: RunningServer, timeout: float) -> None:
     )
 
 
-def _command(kind: str, config_path: Path, port: int) -> list[str]:
+def _command(kind: str, config_path: Path, port: int, options: ServerOptions) -> list[str]:
     if kind == "neoevents":
+        workers = ["--workers", str(options.workers)] if options.workers != 1 else []
         return [
             sys.executable,
             "-m",
@@ -362,6 +364,7 @@ def _command(kind: str, config_path: Path, port: int) -> list[str]:
             HOST,
             "--port",
             str(port),
+            *workers,
         ]
     if kind == "centrifugo":
         binary = centrifugo_bin_path()
@@ -385,7 +388,7 @@ def start_server(
         log_path = workdir / f"{stem}.log"
         cfg = centrifugo_config(options, port) if kind == "centrifugo" else neoevents_config(options)
         config_path.write_text(json.dumps(cfg, indent=2))
-        cmd = _command(kind, config_path, port)
+        cmd = _command(kind, config_path, port, options)
         env = dict(os.environ)
         env.setdefault("PYTHONUNBUFFERED", "1")
         with open(log_path, "wb") as log:
