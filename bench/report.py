@@ -489,6 +489,10 @@ make bench                                    # every scenario and target at the
 .venv/bin/python -m bench report              # rewrite this page from the newest full result file
 ```
 
+Not in the default run: `neoevents-workers2`, one server of two worker processes (`serve --workers 2`) on a
+private Redis. With the server pinned to one core it measures what the workers and the Redis engine cost there;
+the scaling they exist for needs cores this machine does not have spare.
+
 `--fanout` takes subscriber counts, each optionally with the publications/s of its fixed-rate phase
 (`1000:100`). Results go to `bench/results/run-<UTC time>.json` (`--quick` runs get a `-quick` suffix and
 are not used for this page unless named). The bench extra (`pip install -e '.[bench]'`) adds picows (a

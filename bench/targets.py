@@ -265,6 +265,47 @@ class RedisClusterTarget(CentrifugoProtocolTarget):
         return running
 
 
+class WorkersTarget(CentrifugoProtocolTarget):
+    """One neoevents server of ``workers`` worker processes on one port (``serve --workers``), sharing a private
+    Redis. The supervisor, the workers and the Redis are pinned to the server CPUs and all counted. Not in the
+    default run: on a two-core machine the workers could only share the server's core (what that costs is
+    what this target measures there) or the load generator's."""
+
+    def __init__(self, workers: int = 2) -> None:
+        super().__init__("neoevents")
+        self.workers = workers
+        self.name = f"neoevents-workers{workers}"
+        self.description = f"neoevents serve --workers {workers}, Redis engine, one port"
+
+    def unavailable(self) -> str | None:
+        if shutil.which("redis-server") is None:
+            return "no redis-server (make deps-system)"
+        return None
+
+    def start(self, workdir: Path, cpus: list[int] | None) -> RunningTarget:
+        stop = contextlib.ExitStack()
+        try:
+            redis_port, redis_pid, redis_stop = _start_redis(workdir, cpus)
+            stop.enter_context(redis_stop)
+            options = dataclasses.replace(
+                BENCH_OPTIONS,
+                workers=self.workers,
+                extra={**BENCH_OPTIONS.extra, "engine": "redis", "redis_address": [f"{HOST}:{redis_port}"]},
+            )
+            with self.code(workdir), pinned(cpus):
+                server = start_server(self.kind, options, workdir)
+            stop.callback(server.stop)
+        except BaseException:
+            stop.close()
+            raise
+        pid = server.process.pid
+        workers = [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        endpoint = Endpoint("centrifugo", HOST, server.port, "/connection/websocket", BENCH_OPTIONS.secret)
+        running = _CentrifugoProtocolRunning(self.name, pid, endpoint, stop, BENCH_OPTIONS.api_key)
+        running.extra_pids += [*workers, redis_pid]
+        return running
+
+
 # ---- generic processes -----------------------------------------------------------------------------
 
 
@@ -539,6 +580,7 @@ def all_targets() -> dict[str, Target]:
         CentrifugoProtocolTarget("centrifugo"),
         RedisClusterTarget("neoevents"),
         RedisClusterTarget("centrifugo"),
+        WorkersTarget(2),
         NatsTarget(),
         FloorTarget(
             "floor-picows",

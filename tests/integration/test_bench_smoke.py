@@ -108,3 +108,45 @@ def test_bench_quick_run_produces_well_formed_results(tmp_path: Path) -> None:
     ):  # fmt: skip
         assert heading in text
     assert "| storm 20 connect+subscribe | CPU µs per connect |" in text
+
+
+@pytest.mark.timeout(300)
+def test_bench_runs_a_server_of_several_workers(tmp_path: Path) -> None:
+    """``neoevents-workers2`` (serve --workers 2 on a private Redis): the processes counted are the supervisor,
+    both workers and the Redis, and every scenario it takes part in runs."""
+    skip_unless_kind_available("neoevents")
+    from bench.targets import WorkersTarget
+
+    running = WorkersTarget(2).start(tmp_path / "direct", None)
+    try:
+        supervisor, *others = running.pids
+        parents = [_ppid(pid) for pid in others]
+        assert parents.count(supervisor) == 2 and len(others) == 3  # two workers, then the Redis
+        assert Path(f"/proc/{others[-1]}/comm").read_text().startswith("redis-server")
+    finally:
+        running.stop()
+    cmd = [
+        sys.executable, "-m", "bench", "run", "--quick", "--no-docs", "--output", str(tmp_path),
+        "--targets", "neoevents-workers2", "--scenarios", "fanout,storm,recovery,api", "--workers", "1",
+        "--fanout", "20:10", "--storm", "20", "--recovery", "20", "--warmup", "0.3", "--window", "0.7",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=280, check=False)
+    assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    [path] = tmp_path.glob("run-*-quick.json")
+    rows = json.loads(path.read_text())["rows"]
+    assert {(r["scenario"], r["status"]) for r in rows} == {(s, "ok") for s in ("fanout", "storm", "recovery", "api")}
+    for row in rows:
+        m = row["metrics"]
+        if row["scenario"] == "fanout":
+            assert m["deliveries"] > 0 and m["cpu_us_per_delivery"] is not None, row
+        if row["scenario"] == "storm":
+            assert m["ok"] == 20 and m["cpu_us_per_connect"] is not None, row
+        if row["scenario"] == "recovery":
+            assert m["ok"] == m["recovered"] == 20, row
+
+
+def _ppid(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("PPid:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no PPid for {pid}")
