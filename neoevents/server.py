@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 from collections.abc import Callable
+from typing import Final
 
 from neoevents.api.executor import Executor
 from neoevents.api.http import ApiEndpoint
@@ -23,6 +25,35 @@ from neoevents.workermetrics import SiblingMetrics, WorkerSlot
 log = logging.getLogger("neoevents.server")
 
 WEBSOCKET_PATH = "/connection/websocket"
+
+#: Listening sockets per server, all on the same address and port (``SO_REUSEPORT``). libuv accepts one
+#: connection per listening socket per loop iteration (it relies on level-triggered polling for the next one),
+#: so with a single socket a connection storm is taken in one connection per iteration: every iteration's fixed
+#: costs are paid per connection and nothing is batched, while hundreds of finished handshakes wait in the
+#: accept queue. The kernel spreads new connections over the sockets, so an iteration accepts up to this many.
+LISTENERS: Final = 16
+
+
+def claim_port(host: str | None, port: int) -> int:
+    """Fail as a plain bind would if ``host:port`` is taken (``OSError``, EADDRINUSE); returns the port (a free
+    one for port 0). The listening sockets share their port with ``SO_REUSEPORT``, and a socket that sets it
+    may join them: without this check, a second server started on the same port by the same user would
+    silently take a share of the connections instead of failing."""
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    probes: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            probe = socket.socket(family, kind, proto)
+            probes.append(probe)
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)  # as asyncio binds it
+            probe.bind((address[0], port, *address[2:]))
+            port = int(probe.getsockname()[1])  # port 0: the other addresses take the port the first one got
+    finally:
+        for probe in probes:
+            probe.close()
+    return port
 
 
 def build_node(config: Config) -> Node:
@@ -46,7 +77,7 @@ class Server:
         self._siblings = SiblingMetrics(slot, self.node.metrics) if slot is not None else None
         self.executor = Executor(self.node)
         self.api = ApiEndpoint(config, self.executor)
-        self._server: asyncio.Server | None = None
+        self._servers: list[asyncio.Server] = []
         self._http: set[HttpProtocol] = set()
         self._flusher: Flusher | None = None
         self._stopped = asyncio.Event()
@@ -80,11 +111,18 @@ class Server:
         def factory() -> HttpProtocol:
             return HttpProtocol(self.handle, upgrade, paths, flusher, self._http, admit, proxies)
 
-        self._server = await loop.create_server(
-            factory, host, port, backlog=4096, reuse_address=True, reuse_port=self._siblings is not None
-        )
-        sock = self._server.sockets[0]
-        return int(sock.getsockname()[1])
+        listeners = LISTENERS if hasattr(socket, "SO_REUSEPORT") else 1
+        if self._siblings is None and listeners > 1:
+            port = claim_port(host, port)
+        reuse_port = listeners > 1 or self._siblings is not None
+        first = await loop.create_server(factory, host, port, backlog=4096, reuse_address=True, reuse_port=reuse_port)
+        self._servers = [first]
+        bound = int(first.sockets[0].getsockname()[1])  # port 0: the others bind the port the first one got
+        for _ in range(listeners - 1):
+            self._servers.append(
+                await loop.create_server(factory, host, bound, backlog=4096, reuse_address=True, reuse_port=True)
+            )
+        return bound
 
     async def handle(self, request: HttpRequest) -> HttpResponse:
         path = request.path
@@ -101,8 +139,8 @@ class Server:
 
     async def shutdown(self) -> None:
         """Stop accepting, close clients with 3001, let in-flight API requests finish."""
-        if self._server is not None:
-            self._server.close()
+        for server in self._servers:
+            server.close()
         if self._siblings is not None:
             await self._siblings.close()
         await self.node.shutdown()

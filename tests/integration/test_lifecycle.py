@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
+import sys
 from collections.abc import Callable
 
 import pytest
 from websockets.exceptions import InvalidStatus
 
+from neoevents.server import LISTENERS
 from tests.support.rawclient import RawClient
 from tests.support.servers import RunningServer, ServerOptions
 
@@ -125,4 +128,29 @@ def test_oversized_request_head_is_refused(server: RunningServer) -> None:
             sock.sendall(b"a" * 8192)
         answer = sock.recv(4096)
     assert answer.startswith(b"HTTP/1.1 431 ")
+    assert server.http("GET", "/health").status == 200
+
+
+def _listening_sockets(port: int) -> int:
+    """Listening TCP sockets on 127.0.0.1:``port`` (from /proc/net/tcp)."""
+    local = f"0100007F:{port:04X}"
+    with open("/proc/net/tcp") as table:
+        return sum(1 for line in table if line.split()[1:4:2] == [local, "0A"])
+
+
+def test_the_server_listens_with_several_sockets_on_its_port(server: RunningServer) -> None:
+    """One listening socket per LISTENERS, sharing the port, so that a loop iteration accepts up to that many
+    connections (libuv takes one per socket per iteration)."""
+    assert _listening_sockets(server.port) == LISTENERS > 1
+
+
+def test_a_second_server_on_the_same_port_fails_instead_of_sharing_it(server: RunningServer) -> None:
+    command = [
+        sys.executable, "-m", "neoevents", "serve", "--config", str(server.config_path),
+        "--host", server.host, "--port", str(server.port),
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode != 0
+    assert "Address already in use" in done.stderr
+    assert _listening_sockets(server.port) == LISTENERS
     assert server.http("GET", "/health").status == 200
