@@ -38,7 +38,7 @@ def _load(path: str | None) -> Config:
 def _serve(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from neoevents.server import Server
+    from neoevents.server import Server, claim_port
 
     try:
         config = _load(args.config)
@@ -65,6 +65,12 @@ def _serve(args: argparse.Namespace) -> int:
     warnings.filterwarnings("ignore", category=jwt.InsecureKeyLengthWarning)
     for key in config.unknown_keys:
         log.warning("unknown configuration key ignored: %s", key)
+    try:
+        # Listening sockets share the port (SO_REUSEPORT); first make sure nothing else has it (another server).
+        config = replace(config, port=claim_port(config.address, config.port))
+    except OSError as exc:
+        print(f"neoevents: cannot listen on {config.address}:{config.port}: {exc}", file=sys.stderr)
+        return 1
     if workers > 1:
         return _serve_workers(config, workers)
     dev = args.config is None

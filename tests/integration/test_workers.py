@@ -274,3 +274,17 @@ def test_a_port_taken_by_another_program_fails_the_start(redis_server: RedisServ
     assert done.returncode == 1
     assert f"cannot listen on {HOST}:{port}" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_second_server_on_the_same_port_fails_instead_of_joining_it(
+    server: RunningServer, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    config = tmp_path / "second.json"
+    config.write_text(server.config_path.read_text())
+    for workers in ("2", "1"):
+        done = _serve(config, "--port", str(server.port), "--workers", workers)
+        assert done.returncode == 1
+        assert f"cannot listen on {HOST}:{server.port}: [Errno 98] Address already in use" in done.stderr
+        assert "Traceback" not in done.stderr
+    assert len(worker_pids(server)) == WORKERS
+    assert server.http("GET", "/health").status == 200
