@@ -20,61 +20,62 @@ PEERS = ("socketio-node", "python-socketio", "python-socketio-redis", "django-ch
 # "recovery", "api"); each non-empty entry is printed under the comparison with Centrifugo.
 BEHIND_NOTES: dict[str, str] = {
     # Scenario -> why neoevents is behind Centrifugo there and what would close it.
-    "recovery": """\
-Level with Centrifugo in this run (0.99x: 4,288/s at 230 µs per reconnect against
-4,317/s at 228 µs). neoevents' figure is where it was in the two runs before (4,256/s at 226 µs and 4,705/s at
-202 µs); Centrifugo's cost moved from 344 and 264 µs there to 228 µs here. This scenario is one storm per target,
-so one fast or slow stretch of the machine decides the ratio. A reconnect is the connect storm's set-up plus the
-recovered publications read from the history into the subscribe reply, so what would put neoevents ahead on
-every hour is what the connect storm needs: a cheaper set-up.
+    "api": """\
+Single publications: 0.97x Centrifugo's rate in this run (21,465/s against 22,088/s, at the same 44.8 and 44.6
+µs of server CPU each), and 22,561/s (42.4 µs) when neoevents was measured again a minute later. The row is
+marked †: the load generator's core was busy, so both rates are partly its own limit, and the difference is
+within the machine's drift. In the run before this one neoevents made 38,102/s. Batches: 2.4x Centrifugo's rate.
 """,
 }
 
 # What stands between neoevents and the targets it does not meet in the final run, and what would close it.
 TARGET_NOTES = """\
-**Fan-out p99 ≤ 100 ms at 10,000 subscribers x 10/s: not met in this run.** 125 ms (until the deliveries reached
-the sockets) at 9.6 µs of server CPU per delivery, and 150 ms at 9.5 µs when measured again after the other
-targets; the run before this one (run-20261130T081002, the same fan-out code) measured 114 ms at 8.1 µs. Outside
-the suite, on the same day and code, the row measured 89 ms at 8.2 µs and 98 ms at 8.6 µs, and 156 and 173 ms
-at 9.8 and 9.9 µs half an hour after this run. The floors measured between neoevents' two turns here, at 7.9 to
-8.9 µs per delivery: 88 ms (`websockets`, Node's `ws`), 110 ms (compiled) and 199 ms (picows); Centrifugo 1,373
-ms (10.2 µs), nats-server 590 ms (10.5 µs), neoevents on the Redis engine 109 ms (9.3 µs). Measured in
-alternation right after the run, neoevents and the picows floor cost the same per delivery (9.8 and 9.9 µs
-against 9.9 and 12.4 µs; p99 156 and 173 ms against 604 and 1,267 ms): which side of 100 ms the row lands on
-follows the machine's speed during neoevents' turn.
+**Fan-out p99 ≤ 100 ms at 10,000 subscribers x 10/s: not met in this run.** 248 ms (until the deliveries reached
+the sockets) at 9.9 µs of server CPU per delivery, and 240 ms at 9.9 µs when measured again after the other
+targets. The machine was at its slowest during this run: none of the floors, the compiled one included, kept
+up with the 100,000 deliveries/s (11.8 to 13.4 µs per delivery, p99 1,128 to 1,170 ms), nor did nats-server
+(10.4 µs, 1,028 ms) or Centrifugo (12.8 µs, 1,474 ms); neoevents kept up, with the lowest cost of all. The runs
+before measured 125 ms at 9.6 µs (run-20261206T210208) and 114 ms at 8.1 µs (run-20261130T081002), and outside
+the suite the row has measured 89 ms at 8.2 µs and 98 ms at 8.6 µs.
 
-The row is bound by one write system call per subscriber per publication: 8 to 10 µs each on this machine
-(the floors pay the same), four fifths of it in the kernel, a third the receivers' TCP processing, which
-loopback runs inside the sender's system call. A fan-out to 10,000 is therefore 80 to 100 ms of the
-server's core, and a delivery's latency is where its subscriber falls in that sequence. Instrumented, the
-server's fan-outs at 10,000 x 10/s are that sequence and nothing else: 76 to 88 ms from the first write to the
-last, of which under 1 ms is spent between slices on other work. The flusher's loop and the connection's
-queue cost about 0.25 µs per delivery, the event loop's write path a little more. Getting under 100 ms on
-the slower hours needs writes cheaper than about 8 µs, which this machine does not offer to any server, or more
-than one core for one channel's writes (worker processes sharing the Redis engine, on a machine with cores to
-spare).
+The row is bound by one write system call per subscriber per publication: 8 to 13 µs each on this machine
+depending on the hour (the floors pay as much or more), four fifths of it in the kernel, a third the receivers'
+TCP processing, which loopback runs inside the sender's system call. A fan-out to 10,000 is therefore 80 to
+130 ms of the server's core, and a delivery's latency is where its subscriber falls in that sequence; above
+about 9 µs the core cannot finish one fan-out before the next publication. Instrumented, the server's fan-outs
+at 10,000 x 10/s are that sequence and nothing else (under 1 ms of other work between slices); the flusher's
+loop and the connection's queue cost about 0.25 µs per delivery. Getting under 100 ms on the slower hours needs
+writes cheaper than about 8 µs, which this machine does not offer to any server, or more than one core for one
+channel's writes: `serve --workers N` on the Redis engine spreads a channel's subscribers over N processes, on a
+machine with cores to spare (not measured here: the suite gives every server one core).
 
-**Connect + subscribe ≥ 5,000/s: not met in this run.** 4,464/s at 224 µs of server CPU per connection (the
-median of three storms: 4,403, 4,464 and 5,054/s), and 4,877/s at 203 µs when measured again after the other
-targets (4,857, 4,877 and 5,031/s); 1.12x Centrifugo's rate (3,979/s at 247 µs); nats-server 5,221/s at 189 µs.
-The floors, which only complete the WebSocket handshake: picows 6,961/s at 144 µs, Node's `ws` 5,327/s at 187
-µs, the compiled floor 15,356/s at 59 µs. Two runs ago (run-20261130T071906) the row was met at 5,096/s (191 µs);
-the last run missed it at 4,529/s (203 µs). At 200 µs per connection a fully busy core does 5,000/s, and the
-server's core was 99.5% busy during neoevents' storms here, so the row follows the CPU cost per connection,
-which moves by a fifth with the hour.
+**Connect + subscribe ≥ 5,000/s: not met in this run.** 4,263/s at 232 µs of server CPU per connection (the
+median of three storms: 3,854, 4,263 and 5,819/s), and 4,073/s at 237 µs when measured again after the other
+targets; 1.08x Centrifugo's rate (3,949/s at 251 µs) and ahead of nats-server (3,522/s at 280 µs). The floors,
+which only complete the WebSocket handshake, measured slower than in any earlier run: picows 5,023/s at 198 µs
+(144 µs in the run before), Node's `ws` 5,554/s at 179 µs, the compiled floor 11,826/s at 69 µs. neoevents'
+cost is now 1.17x the picows floor's, against 1.56x in the run before. The server's core was 99.8% busy, so
+the row follows the CPU cost per connection, which moves by a fifth or more with the hour.
 
-Where a connection's 200 µs go (sampled in a storm): a quarter in the event loop outside Python code (accepts,
-reads, polling, their system calls included), a seventh in the two writes (the first write on a connection, the
-101, costs 19 µs against 10 for the replies: on loopback the receiver's acknowledgement runs inside it), and
-three fifths in Python. In-process, with the transport replaced by a stub, the set-up costs
-about 70 µs, of which HS256 verification and the claims are a quarter, the HTTP head and upgrade a fifth, the
-commands and their replies the rest, with no function above a few percent. A margin on the slower hours needs
-a quarter of the total gone. Tried and not kept: writing the replies at the end of the read that asked for them
-instead of on the next loop iteration (slower in four of four alternated pairs, by 9 to 16%, with the server's
-core less busy), compiling the hot modules with mypyc (no measurable gain), `TCP_DEFER_ACCEPT` (no difference
-in four alternated pairs), libuv without io_uring, a one-shot HMAC (slower than copying a pre-keyed one).
-Measured and not worth it: a hand-written HTTP head parser would save at most 1.7 µs of httptools' 4.4 µs,
-before the checks it would need.
+New in this run: a server listens with 16 sockets on its port. libuv accepts one connection per listening
+socket per loop iteration, so with one socket a storm was taken one connection per iteration, every
+iteration's fixed costs paid per connection, with about 230 finished handshakes waiting in the accept queue.
+In three alternated pairs of storms before the run this cut 13-20% of the CPU per connection. What remains
+(sampled before that change): about a quarter in the event loop outside Python code, a seventh in the two
+writes (the 101 costs 19 µs against 10 for the replies: on loopback the receiver's acknowledgement runs inside
+it), the rest in Python, where in-process with a stub transport the set-up costs about 70 µs (HS256 and the
+claims a quarter, the HTTP head and upgrade a fifth, no function above a few percent). Tried and not kept:
+writing replies at the end of the read that asked for them, mypyc, `TCP_DEFER_ACCEPT`, libuv without io_uring,
+a one-shot HMAC, steering loopback receive processing to the load generator's core (RPS: the load generator's
+core then became the bound).
+
+**Redis engine, fan-out to 10,000 at the maximum rate: CPU per delivery 1.58x the memory engine's (≤ 1.3x),
+not met in this run.** 3.95 µs against 2.50 µs. Max-rate phases coalesce publications into shared writes, so
+their cost per delivery depends on how many publications each write carries, which moves with the machine: the
+memory engine's own figure moved from 2.50 to 2.82 µs between its two turns here. The three runs before met it
+(0.82x to 1.00x).
+At 1,000 and 2,000 subscribers and for many channels the Redis engine was at 0.96x to 1.12x of the memory
+engine's cost, and at the fixed rate to 10,000 it cost the same (9.97 against 9.89 µs).
 """
 
 Row = dict[str, Any]
@@ -98,6 +99,7 @@ BEFORE_RUNS = (
     REPO / "bench" / "results" / "run-20261130T050143.json",
     REPO / "bench" / "results" / "run-20261130T071906.json",
     REPO / "bench" / "results" / "run-20261130T081002.json",
+    REPO / "bench" / "results" / "run-20261206T210208.json",
 )
 _CHANGES_1 = """\
 - **WebSocket fast path**: complete, final, masked data frames are unmasked (the `websockets` C helper) and
@@ -261,6 +263,16 @@ _CHANGES_16 = """\
 - **Method**: a connect-storm row notes the connections the server closed after their set-up in any of its
   storms, not only in the median one.
 """
+_CHANGES_17 = """\
+- **Connect storm**: a server listens with 16 sockets on its port (`SO_REUSEPORT`). libuv accepts one
+  connection per listening socket per loop iteration, so with one socket a storm was taken one connection per
+  iteration, with about 230 finished handshakes waiting in the accept queue; now an iteration accepts up to 16
+  and their replies share the flusher's pass. In three alternated pairs of storms before this run: 13-20% less
+  server CPU per connection, 16-26% more connections/s. A server started on a port already in use still fails.
+- Connection tokens with only registered claims build their claims without looking for others (3.5 -> 1.8 µs).
+- Not measured by the default targets: `serve --workers N` (several worker processes on one port, Redis
+  engine); the `neoevents-workers2` target runs it.
+"""
 CHANGES = (
     _CHANGES_1,
     _CHANGES_2,
@@ -278,6 +290,7 @@ CHANGES = (
     _CHANGES_14,
     _CHANGES_15,
     _CHANGES_16,
+    _CHANGES_17,
 )
 
 
