@@ -21,6 +21,7 @@ import uvloop
 from neoevents.auth.tokens import make_token
 from neoevents.config import DEV_API_KEY, Config
 from neoevents.configfile import ConfigError, check_config, dev_config, generate_config, load_config
+from neoevents.exceptions import ListenError
 
 log = logging.getLogger("neoevents")
 #: Garbage collector thresholds of a serving process (generation 0 allocations, then generation 1 and 2
@@ -69,7 +70,7 @@ def _serve(args: argparse.Namespace) -> int:
         # Listening sockets share the port (SO_REUSEPORT); first make sure nothing else has it (another server).
         config = replace(config, port=claim_port(config.address, config.port))
     except OSError as exc:
-        print(f"neoevents: cannot listen on {config.address}:{config.port}: {exc}", file=sys.stderr)
+        print(f"neoevents: {ListenError(config.address, config.port, exc)}", file=sys.stderr)
         return 1
     if workers > 1:
         return _serve_workers(config, workers)
@@ -93,7 +94,11 @@ def _serve(args: argparse.Namespace) -> int:
     # Each connection is a few dozen long-lived objects: with the default thresholds a connection storm runs
     # a young-generation collection every few connections.
     gc.set_threshold(*GC_THRESHOLDS)
-    uvloop.run(Server(config).run(config.address, config.port, ready))
+    try:
+        uvloop.run(Server(config).run(config.address, config.port, ready))
+    except ListenError as exc:  # the port was taken since the check above
+        print(f"neoevents: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -106,7 +111,7 @@ def _serve_workers(config: Config, workers: int) -> int:
     try:
         holder, port = reserve_port(config.address, config.port)
     except OSError as exc:
-        print(f"neoevents: cannot listen on {config.address}:{config.port}: {exc}", file=sys.stderr)
+        print(f"neoevents: {ListenError(config.address, config.port, exc)}", file=sys.stderr)
         return 1
     directory = Path(tempfile.mkdtemp(prefix="neoevents-workers-"))
 
@@ -120,7 +125,11 @@ def _serve_workers(config: Config, workers: int) -> int:
             ready()
 
         server = Server(config, slot=WorkerSlot(index, workers, directory))
-        uvloop.run(server.run(config.address, port, on_ready))
+        try:
+            uvloop.run(server.run(config.address, port, on_ready))
+        except ListenError as exc:  # another program took the port (or one of the host's addresses) meanwhile
+            print(f"neoevents: worker {index}: {exc}", file=sys.stderr)
+            return 1
         return 0
 
     supervisor = Supervisor(

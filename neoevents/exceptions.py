@@ -4,10 +4,11 @@ Hierarchy::
 
     NeoEventsError
     ├── ProtocolError        an error reply for one command (carries an ErrorCode: 100-113)
-    └── DisconnectError      the connection must be closed (carries a Disconnect: 3000-3999)
+    ├── DisconnectError      the connection must be closed (carries a Disconnect: 3000-3999)
+    └── ListenError          the server cannot listen on its address (the operator gets one line, exit 1)
 
-Both map one-to-one onto the catalogs in :mod:`neoevents.protocol.codes`; nothing else is ever shown
-to a client. Any other exception escaping a command handler is a bug: it is logged with its traceback
+The first two map one-to-one onto the catalogs in :mod:`neoevents.protocol.codes`; nothing else is ever
+shown to a client. Any other exception escaping a command handler is a bug: it is logged with its traceback
 and the client gets ``100 internal server error``.
 """
 
@@ -38,3 +39,11 @@ class DisconnectError(NeoEventsError):
     def __init__(self, disconnect: Disconnect) -> None:
         super().__init__(f"{disconnect.code} {disconnect.reason}")
         self.disconnect = disconnect
+
+
+class ListenError(NeoEventsError):
+    """The server could not listen on ``host:port`` (the port is taken, the address is not local...)."""
+
+    def __init__(self, host: str | None, port: int, error: OSError) -> None:
+        super().__init__(f"cannot listen on {host or '*'}:{port}: {error}")
+        self.error = error

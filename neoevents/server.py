@@ -13,6 +13,7 @@ from neoevents.api.executor import Executor
 from neoevents.api.http import ApiEndpoint
 from neoevents.config import Config
 from neoevents.engines.memory import MemoryBroker, MemoryPresenceManager
+from neoevents.exceptions import ListenError
 from neoevents.metrics import CONTENT_TYPE_LATEST
 from neoevents.node import Node
 from neoevents.transport.echo import TEST_ECHO_PATH, EchoConnection
@@ -112,17 +113,28 @@ class Server:
             return HttpProtocol(self.handle, upgrade, paths, flusher, self._http, admit, proxies)
 
         listeners = LISTENERS if hasattr(socket, "SO_REUSEPORT") else 1
-        if self._siblings is None and listeners > 1:
-            port = claim_port(host, port)
-        reuse_port = listeners > 1 or self._siblings is not None
-        first = await loop.create_server(factory, host, port, backlog=4096, reuse_address=True, reuse_port=reuse_port)
-        self._servers = [first]
-        bound = int(first.sockets[0].getsockname()[1])  # port 0: the others bind the port the first one got
-        for _ in range(listeners - 1):
-            self._servers.append(
-                await loop.create_server(factory, host, bound, backlog=4096, reuse_address=True, reuse_port=True)
+        try:
+            if self._siblings is None and listeners > 1:
+                port = claim_port(host, port)
+            reuse_port = listeners > 1 or self._siblings is not None
+            first = await loop.create_server(
+                factory, host, port, backlog=4096, reuse_address=True, reuse_port=reuse_port
             )
-        return bound
+            self._servers = [first]
+            port = int(first.sockets[0].getsockname()[1])  # port 0: the others bind the port the first one got
+            for _ in range(listeners - 1):
+                self._servers.append(
+                    await loop.create_server(factory, host, port, backlog=4096, reuse_address=True, reuse_port=True)
+                )
+        except OSError as exc:
+            for server in self._servers:
+                server.close()
+            self._servers = []
+            if self._siblings is not None:
+                await self._siblings.close()
+            await self.node.shutdown()
+            raise ListenError(host, port, exc) from exc
+        return port
 
     async def handle(self, request: HttpRequest) -> HttpResponse:
         path = request.path

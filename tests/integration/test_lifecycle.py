@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -11,7 +12,9 @@ from collections.abc import Callable
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from neoevents.server import LISTENERS
+from neoevents.configfile import dev_config
+from neoevents.exceptions import ListenError
+from neoevents.server import LISTENERS, Server
 from tests.support.rawclient import RawClient
 from tests.support.servers import RunningServer, ServerOptions
 
@@ -155,3 +158,21 @@ def test_a_second_server_on_the_same_port_fails_instead_of_sharing_it(server: Ru
     assert "Traceback" not in done.stderr
     assert _listening_sockets(server.port) == LISTENERS
     assert server.http("GET", "/health").status == 200
+
+
+async def test_a_server_that_cannot_listen_says_so_and_releases_its_engine() -> None:
+    """Server.start on a port another program holds: a ListenError naming the address and the cause (the CLI
+    prints it as one line), no listening socket left behind."""
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    try:
+        server = Server(dev_config())
+        with pytest.raises(ListenError) as failed:
+            await server.start("127.0.0.1", port)
+        assert str(failed.value) == f"cannot listen on 127.0.0.1:{port}: [Errno 98] Address already in use"
+        assert isinstance(failed.value.error, OSError)
+        assert _listening_sockets(port) == 1  # only the other program's
+    finally:
+        taken.close()
