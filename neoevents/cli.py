@@ -39,7 +39,8 @@ def _load(path: str | None) -> Config:
 def _serve(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from neoevents.server import Server, claim_port
+    from neoevents.ports import claim_port
+    from neoevents.server import Server
 
     try:
         config = _load(args.config)
@@ -104,12 +105,13 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _serve_workers(config: Config, workers: int) -> int:
     """``serve --workers N``: a supervisor forking ``N`` workers on one port (see :mod:`neoevents.workers`)."""
+    from neoevents.ports import hold_port
     from neoevents.server import Server
     from neoevents.workermetrics import WorkerSlot
-    from neoevents.workers import Supervisor, reserve_port
+    from neoevents.workers import Supervisor
 
     try:
-        holder, port = reserve_port(config.address, config.port)
+        held, port = hold_port(config.address, config.port)
     except OSError as exc:
         print(f"neoevents: {ListenError(config.address, config.port, exc)}", file=sys.stderr)
         return 1
@@ -137,13 +139,14 @@ def _serve_workers(config: Config, workers: int) -> int:
         run_worker,
         stop_timeout=config.shutdown_timeout + 5.0,
         on_ready=lambda: _announce(config, port, f", {workers} workers"),
-        close_in_worker=(holder.fileno(),),
+        close_in_worker=tuple(sock.fileno() for sock in held),
     )
     _settle_memory()  # what the workers inherit stays out of their collections (and shared with the supervisor)
     try:
         return supervisor.run()
     finally:
-        holder.close()
+        for sock in held:
+            sock.close()
         shutil.rmtree(directory, ignore_errors=True)
 
 

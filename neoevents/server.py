@@ -16,6 +16,7 @@ from neoevents.engines.memory import MemoryBroker, MemoryPresenceManager
 from neoevents.exceptions import ListenError
 from neoevents.metrics import CONTENT_TYPE_LATEST
 from neoevents.node import Node
+from neoevents.ports import claim_port
 from neoevents.transport.echo import TEST_ECHO_PATH, EchoConnection
 from neoevents.transport.flusher import Flusher
 from neoevents.transport.http import Admit, HttpProtocol, HttpRequest, HttpResponse
@@ -33,28 +34,6 @@ WEBSOCKET_PATH = "/connection/websocket"
 #: costs are paid per connection and nothing is batched, while hundreds of finished handshakes wait in the
 #: accept queue. The kernel spreads new connections over the sockets, so an iteration accepts up to this many.
 LISTENERS: Final = 16
-
-
-def claim_port(host: str | None, port: int) -> int:
-    """Fail as a plain bind would if ``host:port`` is taken (``OSError``, EADDRINUSE); returns the port (a free
-    one for port 0). The listening sockets share their port with ``SO_REUSEPORT``, and a socket that sets it
-    may join them: without this check, a second server started on the same port by the same user would
-    silently take a share of the connections instead of failing."""
-    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    probes: list[socket.socket] = []
-    try:
-        for family, kind, proto, _, address in dict.fromkeys(infos):
-            probe = socket.socket(family, kind, proto)
-            probes.append(probe)
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)  # as asyncio binds it
-            probe.bind((address[0], port, *address[2:]))
-            port = int(probe.getsockname()[1])  # port 0: the other addresses take the port the first one got
-    finally:
-        for probe in probes:
-            probe.close()
-    return port
 
 
 def build_node(config: Config) -> Node:

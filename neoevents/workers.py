@@ -9,8 +9,8 @@ worker needs the Redis engine; with the memory engine each worker would be a sep
 
 The supervisor:
 
-- resolves the port once (:func:`reserve_port`) and holds it with a bound socket that never listens, so that
-  port 0 means one port for every worker and a restarted worker binds the same one;
+- is given the port held by :func:`neoevents.ports.hold_port` (bound, never listening sockets on every address),
+  so that port 0 means one port for every worker and a restarted worker binds the same one;
 - forks after the configuration is loaded and checked, so a bad configuration fails once, before any fork;
 - reports readiness when every worker is ready, and fails the start if one exits before that;
 - restarts a worker that exits or is killed while serving: at once if it had served for
@@ -51,23 +51,6 @@ WorkerMain = Callable[[int, Callable[[], None]], int]
 
 _HANDLED: Final = (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)
 _PR_SET_PDEATHSIG: Final = 1  # prctl(2)
-
-
-def reserve_port(host: str, port: int) -> tuple[socket.socket, int]:
-    """A bound, never listening ``SO_REUSEPORT`` socket holding ``host:port`` (port 0: a free port), and the
-    port. Workers bind the same address and port with ``SO_REUSEPORT``; the held socket takes no connections."""
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind(address)
-    except OSError:
-        sock.close()
-        raise
-    return sock, int(sock.getsockname()[1])
 
 
 @dataclass
