@@ -19,63 +19,50 @@ PEERS = ("socketio-node", "python-socketio", "python-socketio-redis", "django-ch
 # move while the server is being optimised). Keys are scenario names ("fanout", "channels", "idle", "storm",
 # "recovery", "api"); each non-empty entry is printed under the comparison with Centrifugo.
 BEHIND_NOTES: dict[str, str] = {
-    # Scenario -> why neoevents is behind Centrifugo there and what would close it.
-    "api": """\
-Single publications: 0.97x Centrifugo's rate in this run (21,465/s against 22,088/s, at the same 44.8 and 44.6
-µs of server CPU each), and 22,561/s (42.4 µs) when neoevents was measured again a minute later. The row is
-marked †: the load generator's core was busy, so both rates are partly its own limit, and the difference is
-within the machine's drift. In the run before this one neoevents made 38,102/s. Batches: 2.4x Centrifugo's rate.
-""",
+    # Scenario -> why neoevents is behind Centrifugo there and what would close it. Empty: in the final run
+    # neoevents is ahead in every row.
 }
 
 # What stands between neoevents and the targets it does not meet in the final run, and what would close it.
 TARGET_NOTES = """\
-**Fan-out p99 ≤ 100 ms at 10,000 subscribers x 10/s: not met in this run.** 248 ms (until the deliveries reached
-the sockets) at 9.9 µs of server CPU per delivery, and 240 ms at 9.9 µs when measured again after the other
-targets. The machine was at its slowest during this run: none of the floors, the compiled one included, kept
-up with the 100,000 deliveries/s (11.8 to 13.4 µs per delivery, p99 1,128 to 1,170 ms), nor did nats-server
-(10.4 µs, 1,028 ms) or Centrifugo (12.8 µs, 1,474 ms); neoevents kept up, with the lowest cost of all. The runs
-before measured 125 ms at 9.6 µs (run-20261206T210208) and 114 ms at 8.1 µs (run-20261130T081002), and outside
-the suite the row has measured 89 ms at 8.2 µs and 98 ms at 8.6 µs.
+**Fan-out p99 ≤ 100 ms at 10,000 subscribers x 10/s: not met in this run.** 270.5 ms (until the deliveries
+reached the sockets) at 9.98 µs of server CPU per delivery; 259 ms at 9.92 µs in the second round and 238 ms at
+9.94 µs when measured again after the other targets. The machine was as slow as in the run before: none of the
+floors kept up with the 100,000 deliveries/s (picows 86,102/s at 11.1 µs per delivery, Node's `ws` 81,941/s at
+12.0 µs, websockets 82,734/s at 11.9 µs, the compiled floor 70,784/s at 13.9 µs, p99 1.0 to 1.2 s), nor did
+nats-server (96,689/s, 10.3 µs, 936 ms) or Centrifugo (46,224/s, 21.5 µs, 1.7 s). neoevents kept the rate, at
+the lowest cost of all. Earlier runs measured 125 ms at 9.6 µs and 114 ms at 8.1 µs, and outside the suite the
+row has measured 89 ms at 8.2 µs and 98 ms at 8.6 µs.
 
-The row is bound by one write system call per subscriber per publication: 8 to 13 µs each on this machine
-depending on the hour (the floors pay as much or more), four fifths of it in the kernel, a third the receivers'
-TCP processing, which loopback runs inside the sender's system call. A fan-out to 10,000 is therefore 80 to
-130 ms of the server's core, and a delivery's latency is where its subscriber falls in that sequence; above
-about 9 µs the core cannot finish one fan-out before the next publication. Instrumented, the server's fan-outs
-at 10,000 x 10/s are that sequence and nothing else (under 1 ms of other work between slices); the flusher's
-loop and the connection's queue cost about 0.25 µs per delivery. Getting under 100 ms on the slower hours needs
-writes cheaper than about 8 µs, which this machine does not offer to any server, or more than one core for one
-channel's writes: `serve --workers N` on the Redis engine spreads a channel's subscribers over N processes, on a
-machine with cores to spare (not measured here: the suite gives every server one core).
+The row is bound by one write system call per subscriber per publication. Sampled on the server's core at this
+row, 77% of its time is inside `write`, and 37% of it is loopback delivering the packet: the receivers' TCP
+processing (`tcp_v4_rcv` and below), which loopback runs inside the sender's system call and charges to the
+server. Python and the event loop take under a quarter. A fan-out to 10,000 is therefore 80 to 140 ms of the
+server's core depending on the hour, and a delivery's latency is where its subscriber falls in that sequence;
+above about 9 µs per write the core cannot finish one fan-out before the next publication. Getting under 100 ms
+on the slower hours needs writes cheaper than about 8 µs, which this machine does not offer to any server, or
+more than one core for one channel's writes: `serve --workers N` on the Redis engine spreads a channel's
+subscribers over N processes, on a machine with cores to spare (the suite gives every server one core).
 
-**Connect + subscribe ≥ 5,000/s: not met in this run.** 4,263/s at 232 µs of server CPU per connection (the
-median of three storms: 3,854, 4,263 and 5,819/s), and 4,073/s at 237 µs when measured again after the other
-targets; 1.08x Centrifugo's rate (3,949/s at 251 µs) and ahead of nats-server (3,522/s at 280 µs). The floors,
-which only complete the WebSocket handshake, measured slower than in any earlier run: picows 5,023/s at 198 µs
-(144 µs in the run before), Node's `ws` 5,554/s at 179 µs, the compiled floor 11,826/s at 69 µs. neoevents'
-cost is now 1.17x the picows floor's, against 1.56x in the run before. The server's core was 99.8% busy, so
-the row follows the CPU cost per connection, which moves by a fifth or more with the hour.
+**Connect + subscribe ≥ 5,000/s: not met in this run.** 4,233/s at 227 µs of server CPU per connection (the
+median of three storms: 4,233, 3,856 and 4,491/s), and 3,879/s at 253 µs when measured again after the other
+targets. 1.20x Centrifugo's rate (3,524/s at 277 µs) and ahead of nats-server (3,439/s at 283 µs). The floors,
+which only complete the WebSocket handshake: picows 4,618/s at 216 µs, Node's `ws` 4,903/s at 202 µs, the
+compiled floor 12,112/s at 71 µs. neoevents' cost is 1.05x the picows floor's (1.17x in the run before). The
+server's core was fully busy, so the row follows the CPU cost per connection, which moves by a fifth or more
+with the hour (single storms outside the suite the same night ranged from 166 to 245 µs).
 
-New in this run: a server listens with 16 sockets on its port. libuv accepts one connection per listening
-socket per loop iteration, so with one socket a storm was taken one connection per iteration, every
-iteration's fixed costs paid per connection, with about 230 finished handshakes waiting in the accept queue.
-In three alternated pairs of storms before the run this cut 13-20% of the CPU per connection. What remains
-(sampled before that change): about a quarter in the event loop outside Python code, a seventh in the two
-writes (the 101 costs 19 µs against 10 for the replies: on loopback the receiver's acknowledgement runs inside
-it), the rest in Python, where in-process with a stub transport the set-up costs about 70 µs (HS256 and the
-claims a quarter, the HTTP head and upgrade a fifth, no function above a few percent). Tried and not kept:
-writing replies at the end of the read that asked for them, mypyc, `TCP_DEFER_ACCEPT`, libuv without io_uring,
-a one-shot HMAC, steering loopback receive processing to the load generator's core (RPS: the load generator's
-core then became the bound).
+What the cost is made of, sampled during storms: about 28% in the kernel (accept, the reads, the two writes,
+whose receivers' TCP processing runs inside them on loopback), the rest in user space, spread thin: the event
+loop's C code, the interpreter's allocation and dispatch, then the set-up's Python (token verification about
+8%, the HTTP head and upgrade about 10%), with no function above a few percent. Compiling the connection path
+with mypyc (HTTP, WebSocket, client, hub, flusher) saved 5-8% per connection in alternated storms, within the
+hour-to-hour spread and not worth a compiled build. Tried and not kept before: writing replies at the end of the
+read that asked for them, `TCP_DEFER_ACCEPT`, libuv without io_uring, a one-shot HMAC, steering loopback receive
+processing to the load generator's core (RPS: the load generator's core then became the bound).
 
-**Redis engine, fan-out to 10,000 at the maximum rate: CPU per delivery 1.58x the memory engine's (≤ 1.3x),
-not met in this run.** 3.95 µs against 2.50 µs. Max-rate phases coalesce publications into shared writes, so
-their cost per delivery depends on how many publications each write carries, which moves with the machine: the
-memory engine's own figure moved from 2.50 to 2.82 µs between its two turns here. The three runs before met it
-(0.82x to 1.00x).
-At 1,000 and 2,000 subscribers and for many channels the Redis engine was at 0.96x to 1.12x of the memory
-engine's cost, and at the fixed rate to 10,000 it cost the same (9.97 against 9.89 µs).
+At 10,000 subscribers at the maximum rate the Redis engine was at 0.94x of the memory engine's cost per delivery
+(1.58x in the run before: alternated checks outside the suite measured 0.95x and 0.96x, so that row was noise).
 """
 
 Row = dict[str, Any]
@@ -100,6 +87,7 @@ BEFORE_RUNS = (
     REPO / "bench" / "results" / "run-20261130T071906.json",
     REPO / "bench" / "results" / "run-20261130T081002.json",
     REPO / "bench" / "results" / "run-20261206T210208.json",
+    REPO / "bench" / "results" / "run-20261206T234748.json",
 )
 _CHANGES_1 = """\
 - **WebSocket fast path**: complete, final, masked data frames are unmasked (the `websockets` C helper) and
@@ -273,6 +261,11 @@ _CHANGES_17 = """\
 - Not measured by the default targets: `serve --workers N` (several worker processes on one port, Redis
   engine); the `neoevents-workers2` target runs it.
 """
+_CHANGES_18 = """\
+- Nothing on the hot path: a server that cannot listen on its port now says so in one line and exits 1.
+- **Method**: every scenario was measured twice for every target, the rounds interleaved (`--repeat 2`); each
+  table shows, per row, the round with the least other load on the server's core.
+"""
 CHANGES = (
     _CHANGES_1,
     _CHANGES_2,
@@ -291,6 +284,7 @@ CHANGES = (
     _CHANGES_15,
     _CHANGES_16,
     _CHANGES_17,
+    _CHANGES_18,
 )
 
 
