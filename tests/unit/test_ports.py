@@ -73,9 +73,8 @@ def test_hold_port_on_all_interfaces_holds_every_address_family() -> None:
     assert claim_port("", port) == port
 
 
+@pytest.mark.skipif(not _has_ipv6(), reason="no IPv6 on this machine")
 def test_nothing_stays_bound_when_one_address_fails() -> None:
-    if not _has_ipv6():
-        pytest.skip("no IPv6 on this machine")
     with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as taken:
         taken.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         taken.bind(("::", 0))
