@@ -59,6 +59,38 @@ def test_hold_port_keeps_the_port_and_lets_reuse_port_sockets_join() -> None:
     _plain_bind(socket.AF_INET, "127.0.0.1", port)
 
 
+def test_claim_port_fails_on_a_held_port_before_any_worker_listens() -> None:
+    # The supervisor holds the port from before its workers start until after the last one stopped, and
+    # while every worker is being restarted nothing listens on it: a second server must still be refused.
+    held, port = hold_port("127.0.0.1", 0)
+    try:
+        with pytest.raises(OSError) as failed:
+            claim_port("127.0.0.1", port)
+        assert failed.value.errno == errno.EADDRINUSE
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_hold_port_is_not_stopped_by_connections_of_an_earlier_run_in_time_wait() -> None:
+    with socket.socket() as listener:  # an earlier run's listener, which closed its connections first
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            accepted, _ = listener.accept()
+            accepted.close()  # the server side closes first: its end goes to TIME_WAIT
+            assert client.recv(1) == b""
+    with pytest.raises(OSError):
+        _plain_bind(socket.AF_INET, "127.0.0.1", port)  # the TIME_WAIT connection is there
+    held, again = hold_port("127.0.0.1", port)
+    for sock in held:
+        sock.close()
+    assert again == port
+
+
 @pytest.mark.skipif(not _has_ipv6(), reason="no IPv6 on this machine")
 def test_hold_port_on_all_interfaces_holds_every_address_family() -> None:
     held, port = hold_port("", 0)
