@@ -718,10 +718,12 @@ def _summary(rows: list[Row], result: dict[str, Any]) -> str:
     """neoevents / Centrifugo per scenario and metric."""
     pairs: list[tuple[str, Callable[[], tuple[Row | None, Row | None]], str, bool]] = []
 
-    def pair(scenario: str, phase: str | None, **params: Any) -> Callable[[], tuple[Row | None, Row | None]]:
+    def pair(
+        scenario: str, phase: str | None, suffix: str = "", **params: Any
+    ) -> Callable[[], tuple[Row | None, Row | None]]:
         def get() -> tuple[Row | None, Row | None]:
             found = _ok(rows, scenario, phase, **params)
-            return _first(found, "neoevents"), _first(found, "centrifugo")
+            return _first(found, "neoevents" + suffix), _first(found, "centrifugo" + suffix)
 
         return get
 
@@ -745,11 +747,18 @@ def _summary(rows: list[Row], result: dict[str, Any]) -> str:
         ("connect storm: CPU µs per connection", pair("storm", None), "cpu_us_per_connect", False),
         ("reconnect with recovery: reconnects/s", pair("recovery", None), "reconnects_per_s", True),
         ("reconnect with recovery: CPU µs per reconnect", pair("recovery", None), "cpu_us_per_reconnect", False),
+        ("Redis engine, connect storm: connect+subscribe/s", pair("storm", None, "-redis"), "connects_per_s", True),
+        ("Redis engine, connect storm: CPU µs per connection", pair("storm", None, "-redis"), "cpu_us_per_connect",
+         False),
+        ("Redis engine, reconnect with recovery: reconnects/s", pair("recovery", None, "-redis"), "reconnects_per_s",
+         True),
+        ("Redis engine, reconnect with recovery: CPU µs per reconnect", pair("recovery", None, "-redis"),
+         "cpu_us_per_reconnect", False),
         ("HTTP API: publishes/s, single", pair("api", "single"), "publishes_per_s", True),
         ("HTTP API: CPU µs per publish, single", pair("api", "single"), "cpu_us_per_publish", False),
         ("HTTP API: publishes/s, batch", pair("api", "batch"), "publishes_per_s", True),
         ("HTTP API: CPU µs per publish, batch", pair("api", "batch"), "cpu_us_per_publish", False),
-    ]
+    ]  # fmt: skip
     lines = []
     for label, get, key, higher_better in pairs:
         neo, cen = get()
@@ -1232,7 +1241,8 @@ def render(result: dict[str, Any], source: Path, charts: dict[str, str]) -> str:
             "publication goes through the other node's HTTP API, so each delivery crosses Redis PUB/SUB. Both "
             "nodes and the Redis are pinned to the server core and their CPU time is added up; the memory-engine "
             "column is the single-node `neoevents` row of the same scenario. Max-rate rows for CPU, fixed-rate "
-            "rows for p99.\n\n" + _redis_table(rows, result) + "\n"
+            "rows for p99. The same clusters also take the connect storm and the reconnect-with-recovery storm "
+            "(in those sections, and in the comparison with Centrifugo).\n\n" + _redis_table(rows, result) + "\n"
         )
     found = _ok(rows, "idle")
     if found:
@@ -1272,7 +1282,9 @@ def render(result: dict[str, Any], source: Path, charts: dict[str, str]) -> str:
             "consumer joins the group before accepting; the PONG for NATS; the `40` connect reply for socket.io, "
             "sent after the connect handler joined the room). Each target runs several storms on the same "
             "server; the row is the one with the median rate, and the last column gives the rates of all "
-            "of them in the order they ran.\n\n"
+            "of them in the order they ran. `neoevents-redis` and `centrifugo-redis` are storms on one node of "
+            "a two-node Redis cluster, where each subscription to a new channel is also a Redis subscription; "
+            "the CPU time of both nodes and of the Redis is counted.\n\n"
             + _table(["target", "connections", "connect+subscribe/s", "CPU µs per connection", "server CPU",
                       "other load", "client CPU", "every storm's rate"], lines)
             + "\n"
@@ -1294,7 +1306,8 @@ def render(result: dict[str, Any], source: Path, charts: dict[str, str]) -> str:
             "`subscribe` with `recover: true` and the epoch and offset of its earlier subscription, and are "
             "counted when the subscribe reply with the recovered publications arrives. The reconnects come from "
             "the connect-storm client (`bench/stormgen/`). neoevents and Centrifugo only (the other targets have "
-            "no history).\n\n"
+            "no history), each also on the Redis engine (`-redis`: the history is in Redis, and the publications "
+            "go through the other node).\n\n"
             + _table(["target", "clients", "missed each", "reconnects/s", "CPU µs per reconnect",
                       "publications recovered / expected", "server CPU", "other load", "client CPU"], lines)
             + "\n"

@@ -733,8 +733,8 @@ def applicable(name: str, target: Target) -> str | None:
         return "no Centrifugo-compatible HTTP publish API"
     if name == "recovery" and not target.has_recovery:
         return "no history and recovery on reconnect"
-    if target.two_nodes and name not in ("fanout", "channels"):
-        return "Redis engine: fan-out and many channels only (the other scenarios measure a single node)"
+    if target.two_nodes and name not in ("fanout", "channels", "storm", "recovery"):
+        return "Redis engine: fan-out, many channels and the storms only (idle memory and the API are the node's)"
     return None
 
 

@@ -117,7 +117,7 @@ class Target:
     has_auth = False  # connections carry a JWT and subscribe with a protocol command
     has_recovery = False  # history with recovery on reconnect (the recovery scenario)
     slow = False  # tens of µs per delivery or more: longer time budgets (connecting, draining backlogs)
-    two_nodes = False  # a cluster of two nodes sharing an engine (fan-out and many channels only)
+    two_nodes = False  # a cluster of two nodes sharing an engine (not in the idle and API scenarios)
 
     def unavailable(self) -> str | None:
         """None when the target can run here, otherwise why not."""
@@ -227,7 +227,6 @@ class RedisClusterTarget(CentrifugoProtocolTarget):
             "neoevents": "neoevents, Redis engine: two nodes sharing one Redis (cross-node delivery)",
             "centrifugo": "Centrifugo OSS, Redis engine: two nodes sharing one Redis (cross-node delivery)",
         }[kind]
-        self.has_recovery = False  # the recovery storm runs on the memory engine
         self.two_nodes = True
 
     def unavailable(self) -> str | None:

@@ -150,3 +150,35 @@ def _ppid(pid: int) -> int:
         if line.startswith("PPid:"):
             return int(line.split()[1])
     raise AssertionError(f"no PPid for {pid}")
+
+
+@pytest.mark.timeout(300)
+def test_bench_runs_the_storms_on_a_redis_cluster(tmp_path: Path) -> None:
+    """``neoevents-redis`` (two nodes sharing a private Redis) takes the connect storm and the reconnect-with-
+    recovery storm as well as the fan-out; the idle scenario and the API stay single-node."""
+    skip_unless_kind_available("neoevents")
+    cmd = [
+        sys.executable, "-m", "bench", "run", "--quick", "--no-docs", "--output", str(tmp_path),
+        "--targets", "neoevents-redis", "--scenarios", "storm,recovery,idle,api", "--workers", "1",
+        "--storm", "20", "--recovery", "20", "--idle", "20", "--idle-window", "0.5",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=280, check=False)
+    assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    [path] = tmp_path.glob("run-*-quick.json")
+    result = json.loads(path.read_text())
+    status = {r["scenario"]: r["status"] for r in result["rows"]}
+    assert status == {"storm": "ok", "recovery": "ok", "idle": "skipped", "api": "skipped"}
+    for row in result["rows"]:
+        m = row["metrics"]
+        if row["scenario"] == "storm":
+            assert m["ok"] == 20 and m["connections_lost"] == 0, row
+        if row["scenario"] == "recovery":
+            # The publications went through the other node and the history is in Redis.
+            assert m["ok"] == m["recovered"] == 20, row
+            assert m["recovered_publications"] == m["expected_publications"] == 20 * m["missed_per_client"], row
+
+    from bench.report import render
+
+    text = render(result, path, charts={})
+    assert "| Redis engine, connect storm: connect+subscribe/s" in text
+    assert "| Redis engine, reconnect with recovery: reconnects/s" in text
