@@ -588,7 +588,18 @@ class _TypedBatch(Struct):
     commands: list[_BatchCommand] = []
 
 
+class _PublishCommand(Struct, forbid_unknown_fields=True):
+    """A batch command that is a ``publish``: the usual batch has nothing else."""
+
+    publish: PublishParams
+
+
+class _PublishBatch(Struct):
+    commands: list[_PublishCommand] = []
+
+
 _typed_batch_decoder = msgspec.json.Decoder(_TypedBatch)
+_publish_batch_decoder = msgspec.json.Decoder(_PublishBatch)
 _BATCH_METHODS: Final = _BatchCommand.__struct_fields__
 _ONE_SET: Final = len(_BATCH_METHODS) - 1  # Nones in a command with exactly one method
 
@@ -597,6 +608,14 @@ def decode_typed_batch(body: bytes) -> list[tuple[str, Struct | ProtocolError]] 
     """A well-formed batch body decoded in one pass into typed commands, or None when anything in it is not
     (an unknown method, bad params, a command naming no or two methods): the caller then decodes command by
     command with :meth:`Executor.decode_batch`, which pins each error on its own command."""
+    try:
+        publications = _publish_batch_decoder.decode(body)
+    except msgspec.ValidationError:
+        pass  # not only publications: decoded again below
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    else:
+        return [("publish", command.publish) for command in publications.commands]
     try:
         batch = _typed_batch_decoder.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):

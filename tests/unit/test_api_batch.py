@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from neoevents.api import http as api_http
-from neoevents.api.executor import Executor, decode_typed_batch
+from neoevents.api.executor import Executor, PublishParams, decode_typed_batch
 from neoevents.api.http import ApiEndpoint
 from neoevents.configfile import load_config
 from neoevents.engines.base import EngineError, PublishOptions, StreamPosition
@@ -111,6 +111,26 @@ def test_well_formed_batch_is_decoded_in_one_pass() -> None:
     decoded = decode_typed_batch(json.dumps({"commands": GOOD}).encode())
     assert decoded is not None
     assert [method for method, _ in decoded] == [next(iter(c)) for c in GOOD]
+
+
+def test_a_batch_of_publications_only_is_decoded_into_its_publications() -> None:
+    publications = [command for command in GOOD if "publish" in command]
+    decoded = decode_typed_batch(json.dumps({"commands": publications}).encode())
+    assert decoded is not None
+    assert all(method == "publish" and isinstance(params, PublishParams) for method, params in decoded)
+    channels = [params.channel for _, params in decoded if isinstance(params, PublishParams)]
+    assert channels == [command["publish"]["channel"] for command in publications]
+    assert decode_typed_batch(b'{"commands":[]}') == []
+    assert decode_typed_batch(b'{"commands":[{"publish":{"channel":"a:b","data":1}}') is None  # not JSON
+
+
+def test_a_batch_of_publications_only_replies_like_the_general_path(loop: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    commands = [command for command in GOOD if "publish" in command] + [PUBLISH]
+    fast = _call(_endpoint(sync=True), commands)
+    monkeypatch.setattr(api_http, "decode_typed_batch", lambda body: None)
+    assert fast == _call(_endpoint(sync=True), commands)
+    codes = [reply.get("error", {}).get("code") for reply in fast[1]["replies"]]
+    assert codes == [None, None, None, 102, 107, 107, None, 107, None]
 
 
 @pytest.mark.parametrize("bad", MALFORMED, ids=[json.dumps(m) for m in MALFORMED])
