@@ -25,44 +25,65 @@ BEHIND_NOTES: dict[str, str] = {
 
 # What stands between neoevents and the targets it does not meet in the final run, and what would close it.
 TARGET_NOTES = """\
-**Fan-out p99 ≤ 100 ms at 10,000 subscribers x 10/s: not met in this run.** 270.5 ms (until the deliveries
-reached the sockets) at 9.98 µs of server CPU per delivery; 259 ms at 9.92 µs in the second round and 238 ms at
-9.94 µs when measured again after the other targets. The machine was as slow as in the run before: none of the
-floors kept up with the 100,000 deliveries/s (picows 86,102/s at 11.1 µs per delivery, Node's `ws` 81,941/s at
-12.0 µs, websockets 82,734/s at 11.9 µs, the compiled floor 70,784/s at 13.9 µs, p99 1.0 to 1.2 s), nor did
-nats-server (96,689/s, 10.3 µs, 936 ms) or Centrifugo (46,224/s, 21.5 µs, 1.7 s). neoevents kept the rate, at
-the lowest cost of all. Earlier runs measured 125 ms at 9.6 µs and 114 ms at 8.1 µs, and outside the suite the
-row has measured 89 ms at 8.2 µs and 98 ms at 8.6 µs.
+**Fan-out p99 ≤ 100 ms at 10,000 subscribers x 10/s: not met in this run.** 159.8 ms (until the deliveries
+reached the sockets) at 9.57 µs of server CPU per delivery; 227 ms at 9.96 µs in the second round and 206 ms at
+9.88 µs when measured again after the other targets. Of the floors only Node's `ws` kept the 100,000
+deliveries/s, and only in one round (103,162/s at 9.55 µs, p99 452 ms; 87,088/s at 11.3 µs in the other);
+picows 88,584/s at 11.1 µs, websockets 85,899/s at 11.3 µs, the compiled floor 83,597/s at 11.9 µs, nats-server
+97,124/s at 10.3 µs (p99 0.45 to 1.2 s). Centrifugo kept the rate in one round at 9.97 µs with a p99 of 576 ms.
+Earlier runs measured 270, 248, 125 and 114 ms; outside the suite the row has measured 89 ms at 8.2 µs and 98
+ms at 8.6 µs.
 
 The row is bound by one write system call per subscriber per publication. Sampled on the server's core at this
-row, 77% of its time is inside `write`, and 37% of it is loopback delivering the packet: the receivers' TCP
-processing (`tcp_v4_rcv` and below), which loopback runs inside the sender's system call and charges to the
-server. Python and the event loop take under a quarter. A fan-out to 10,000 is therefore 80 to 140 ms of the
-server's core depending on the hour, and a delivery's latency is where its subscriber falls in that sequence;
-above about 9 µs per write the core cannot finish one fan-out before the next publication. Getting under 100 ms
-on the slower hours needs writes cheaper than about 8 µs, which this machine does not offer to any server, or
-more than one core for one channel's writes: `serve --workers N` on the Redis engine spreads a channel's
-subscribers over N processes, on a machine with cores to spare (the suite gives every server one core).
+row, three quarters of its time is inside `write`: the TCP send path, then loopback delivering the packet to
+the receiver's socket (`net_rx_action` and below, about 37%), which loopback runs inside the sender's system
+call and charges to the server. The interpreter takes 18%, the event loop and libc 6%. A fan-out to 10,000 is
+therefore 80 to 140 ms of the server's core depending on the hour, and a delivery's latency is where its
+subscriber falls in that sequence; above about 9 µs per write the core cannot finish one fan-out before the
+next publication. Getting under 100 ms on the slower hours needs writes cheaper than about 8.5 µs, which this
+machine does not offer to any server (even with no Python at all the writes alone cost 7.5 µs there), or more
+than one core for one channel's writes: `serve --workers N` on the Redis engine spreads a channel's subscribers
+over N processes, on a machine with cores to spare (the suite gives every server one core). Setting another
+congestion control on the server's sockets (the machine's default is BBR; cubic and reno were tried) changed
+nothing.
 
-**Connect + subscribe ≥ 5,000/s: not met in this run.** 4,233/s at 227 µs of server CPU per connection (the
-median of three storms: 4,233, 3,856 and 4,491/s), and 3,879/s at 253 µs when measured again after the other
-targets. 1.20x Centrifugo's rate (3,524/s at 277 µs) and ahead of nats-server (3,439/s at 283 µs). The floors,
-which only complete the WebSocket handshake: picows 4,618/s at 216 µs, Node's `ws` 4,903/s at 202 µs, the
-compiled floor 12,112/s at 71 µs. neoevents' cost is 1.05x the picows floor's (1.17x in the run before). The
-server's core was fully busy, so the row follows the CPU cost per connection, which moves by a fifth or more
-with the hour (single storms outside the suite the same night ranged from 166 to 245 µs).
+**Connect + subscribe ≥ 5,000/s: not met in this run.** 4,483/s at 220 µs of server CPU per connection (the
+median of three storms: 4,461, 4,483 and 5,049/s); 3,897/s at 253 µs in the second round and 4,128/s at 231 µs
+when measured again after the other targets. 1.52x Centrifugo's rate (2,954/s at 334 µs) and ahead of
+nats-server (2,916/s at 338 µs). The floors, which only complete the WebSocket handshake: picows 3,608/s at 277
+µs (5,074/s at 195 µs in the second round), Node's `ws` 4,864/s at 204 µs, the compiled floor 9,736/s at 88 µs.
+neoevents does the handshake, the token and the subscription for what the Python floor spends on the handshake
+alone. The server's core was fully busy, so the row follows the CPU cost per connection, which moves by a fifth
+or more with the hour: single storms outside the suite this session ranged from 162 to 258 µs (5,806 to 3,843/s).
 
-What the cost is made of, sampled during storms: about 28% in the kernel (accept, the reads, the two writes,
-whose receivers' TCP processing runs inside them on loopback), the rest in user space, spread thin: the event
-loop's C code, the interpreter's allocation and dispatch, then the set-up's Python (token verification about
-8%, the HTTP head and upgrade about 10%), with no function above a few percent. Compiling the connection path
-with mypyc (HTTP, WebSocket, client, hub, flusher) saved 5-8% per connection in alternated storms, within the
-hour-to-hour spread and not worth a compiled build. Tried and not kept before: writing replies at the end of the
-read that asked for them, `TCP_DEFER_ACCEPT`, libuv without io_uring, a one-shot HMAC, steering loopback receive
-processing to the load generator's core (RPS: the load generator's core then became the bound).
+What the cost is made of, sampled during storms: about 30% in the kernel (accept, the reads, the two writes,
+whose receivers' TCP processing runs inside them on loopback), the rest in user space, most of it the
+interpreter running the set-up's Python, spread thin: token verification about 14%, the HTTP head and
+upgrade about 20%, the session and subscription the rest, with no function above a few percent. Compiling the
+connection path with mypyc (HTTP, WebSocket, client, hub, flusher) saved 5-8% per connection in alternated
+storms, within the hour-to-hour spread and not worth a compiled build. Tried and not kept before: writing
+replies at the end of the read that asked for them, `TCP_DEFER_ACCEPT`, libuv without io_uring, a one-shot
+HMAC, steering loopback receive processing to the load generator's core (RPS: the load generator's core then
+became the bound).
 
-At 10,000 subscribers at the maximum rate the Redis engine was at 0.94x of the memory engine's cost per delivery
-(1.58x in the run before: alternated checks outside the suite measured 0.95x and 0.96x, so that row was noise).
+**HTTP API batch ≥ 200,000/s: not met in this run, bound by the load generator.** 184,340/s at 4.68 µs per
+publication, with the server's process at 86% of its core and the load generator at 92% of its own (†): the
+runner built every request anew, 100 publications with fresh payloads each, which cost its Python more than the
+server spent on them. The API scenario now cycles through requests prepared once (its channels need no fresh
+send times: nothing is delivered). Measured so after this run
+(`bench/results/checks/api-neoevents-centrifugo-20261207T055252.json`, two rounds each, same revision):
+neoevents 190,934/s at 4.51 µs and 221,945/s at 4.21 µs with the load generator at 22% of its core, Centrifugo
+67,857/s and 72,607/s; single 21,757 and 21,533/s. The batch row stays close to its goal on slow hours: at 100%
+of its core the server does 1/4.5 µs = 222,000 publications/s, and with eight requests in flight it is busy
+86-93% of the time.
+
+**Redis engine, fan-out to 2,000 and 10,000 at the maximum rate, ≤ 1.3x the memory engine's CPU: not met in
+this run (1.38x and 1.39x), met in its second round (0.92x and 1.01x).** Each table shows, per target, the round
+with the least other load, so the two engines' rows here come from different rounds. At the maximum rate the
+cost per delivery depends on how many publications share each write, which moves with timing: the memory
+engine itself measured 2.00, 2.83 and 3.13 µs per delivery at 10,000 in this run (the two rounds and the drift
+check). Round by round the Redis engine was at 1.38x and 0.92x (2,000), 1.39x and 1.01x (10,000); 1.02x and
+0.94x in the run before.
 """
 
 Row = dict[str, Any]
@@ -88,6 +109,7 @@ BEFORE_RUNS = (
     REPO / "bench" / "results" / "run-20261130T081002.json",
     REPO / "bench" / "results" / "run-20261206T210208.json",
     REPO / "bench" / "results" / "run-20261206T234748.json",
+    REPO / "bench" / "results" / "run-20261207T013155.json",
 )
 _CHANGES_1 = """\
 - **WebSocket fast path**: complete, final, masked data frames are unmasked (the `websockets` C helper) and
@@ -266,6 +288,13 @@ _CHANGES_18 = """\
 - **Method**: every scenario was measured twice for every target, the rounds interleaved (`--repeat 2`); each
   table shows, per row, the round with the least other load on the server's core.
 """
+_CHANGES_19 = """\
+- **HTTP API batch**: a batch made of publications only is decoded straight into them, each command a struct of
+  one field (`publish`) instead of one with a field for each of the twelve methods that is then checked for
+  exactly one: 0.63 -> 0.41 µs of decoding per publication, measured alone in alternation.
+- **Method**: the Redis clusters (`neoevents-redis`, `centrifugo-redis`) now also take the connect storm and the
+  reconnect-with-recovery storm (rows in those sections and in the comparison with Centrifugo).
+"""
 CHANGES = (
     _CHANGES_1,
     _CHANGES_2,
@@ -285,6 +314,7 @@ CHANGES = (
     _CHANGES_16,
     _CHANGES_17,
     _CHANGES_18,
+    _CHANGES_19,
 )
 
 

@@ -38,6 +38,7 @@ from bench.stormgen import StormClient
 from bench.targets import RECOVER_NAMESPACE, RunningTarget, Target
 
 SCENARIOS = ("fanout", "channels", "idle", "storm", "recovery", "api")
+API_CHANNELS = 1000  # distinct channels the API scenario publishes to
 
 
 @dataclass
@@ -277,10 +278,15 @@ class _Phase:
             self._fire(self._items(batch))
 
     async def unacked_only(self, batch: int, lanes: int, until: float) -> None:
-        """No subscribers: just keep ``lanes`` requests in flight."""
+        """No subscribers: just keep ``lanes`` requests in flight, cycling through the requests of one pass over
+        the channels, prepared once (nothing is delivered, so their send times do not matter, and building a
+        request per publication would bound the load generator before the server)."""
+        prepared = [self._items(batch) for _ in range(max(1, API_CHANNELS // batch))]
+        k = 0
         while time.monotonic() < until:
             await self._wait_lane(lanes)
-            self._fire(self._items(batch))
+            self._fire(prepared[k % len(prepared)])
+            k += 1
 
     async def run(self, sender: Callable[[float], Coroutine[Any, Any, None]]) -> dict[str, Any]:
         sizes, pool = self.ctx.sizes, self.ctx.pool
@@ -689,7 +695,7 @@ async def api(ctx: Context, target: RunningTarget, _: int) -> list[Row]:
     ):
         pub = await target.publisher(connections=conns)
         try:
-            phase = _Phase(ctx, target, pub, lambda k: f"bench:api{k % 1000}", 0)
+            phase = _Phase(ctx, target, pub, lambda k: f"bench:api{k % API_CHANNELS}", 0)
             m = await phase.run(functools.partial(phase.unacked_only, batch, lanes))
         finally:
             await pub.close()
