@@ -59,6 +59,7 @@ class Sizes:
     recovery_missed: int = 10  # publications per channel while they are away
     api_batch: int = 100
     api_lanes: int = 64  # concurrent single-publish requests
+    api_batch_lanes: int = 16  # concurrent batch requests: enough that the server never waits for the next one
     inflight_deliveries: int = 40_000
     fixed_backlog_s: float = 1.0  # fixed rate: seconds of deliveries a target may fall behind
     drain_idle: float = 3.0
@@ -89,6 +90,7 @@ class Sizes:
             recovery_connections=100,
             api_batch=20,
             api_lanes=8,
+            api_batch_lanes=8,
             inflight_deliveries=5000,
             drain_max=5.0,
             warmup=0.5,
@@ -691,7 +693,7 @@ async def api(ctx: Context, target: RunningTarget, _: int) -> list[Row]:
     rows = []
     for phase_name, batch, lanes, conns in (
         ("single", 1, sizes.api_lanes, 8),
-        ("batch", sizes.api_batch, 8, 4),
+        ("batch", sizes.api_batch, sizes.api_batch_lanes, 4),
     ):
         pub = await target.publisher(connections=conns)
         try:
