@@ -908,7 +908,7 @@ def _before_after(result: dict[str, Any]) -> str:
         lines.append([label, *(_fmt(v, 2) for v in values), _fmt(now, 2), ratio])
     names = [
         f"`{os.path.relpath(path, REPO)}` ({version}{'' if _machine(run) == machine else ', ' + _machine(run)})"
-        for path, version, run in zip(BEFORE_RUNS, versions, runs, strict=False)
+        for path, version, run in zip(paths, versions, runs, strict=True)
     ]
     ratio_name = "this run / first"
     other = ""
